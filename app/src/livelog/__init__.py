@@ -1,0 +1,3 @@
+"""livelog: stream workflow logs to browsers in real time."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from livelog.cli import main
+
+raise SystemExit(main())

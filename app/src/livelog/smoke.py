@@ -1,0 +1,125 @@
+"""`livelog smoke`: proves a test line travels API → broadcaster → Socket.IO server → a real client.
+
+Each hop is checked in order and a failure names it, so an operator knows where to look:
+health (Socket.IO server's /health), API (/api/health and POST /api/test-log), Socket.IO connect, delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import socketio
+
+EXIT_CODES = {"health": 2, "API": 3, "Socket.IO connect": 4, "delivery": 5}
+
+
+@dataclass
+class SmokeFailure(Exception):
+    hop: str
+    detail: str
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.hop]
+
+    def __str__(self) -> str:
+        return f'smoke: FAILED at hop "{self.hop}": {self.detail}'
+
+
+async def _get_json(http: httpx.AsyncClient, url: str, hop: str) -> dict[str, Any]:
+    try:
+        response = await http.get(url)
+    except httpx.HTTPError as exc:
+        raise SmokeFailure(hop, f"GET {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        raise SmokeFailure(hop, f"GET {url}: HTTP {response.status_code}: {response.text[:200]}")
+    return response.json()
+
+
+async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float) -> str:
+    """Return a one-line report of the round trip; raise SmokeFailure naming the hop that failed."""
+    api_url, socketio_url = api_url.rstrip("/"), socketio_url.rstrip("/")
+    async with httpx.AsyncClient(timeout=hop_timeout) as http:
+        health = await _get_json(http, f"{socketio_url}/health", "health")
+        if health.get("status") != "healthy" or health.get("service") != "socketio":
+            raise SmokeFailure("health", f"{socketio_url}/health answered {health}")
+        await _get_json(http, f"{api_url}/api/health", "API")
+
+        client = socketio.AsyncClient(reconnection=False)
+        arrived: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+
+        @client.on("log")
+        async def on_log(line: dict[str, Any]) -> None:
+            await arrived.put((time.perf_counter(), line))
+
+        try:
+            await client.connect(socketio_url, wait_timeout=hop_timeout)
+        except socketio.exceptions.ConnectionError as exc:
+            raise SmokeFailure("Socket.IO connect", f"{socketio_url}/socket.io/: {exc}") from exc
+        try:
+            return await _round_trip(http, client, arrived, api_url, socketio_url, hop_timeout)
+        finally:
+            await client.disconnect()
+
+
+async def _round_trip(
+    http: httpx.AsyncClient,
+    client: socketio.AsyncClient,
+    arrived: asyncio.Queue[tuple[float, dict[str, Any]]],
+    api_url: str,
+    socketio_url: str,
+    hop_timeout: float,
+) -> str:
+    run_id = f"smoke-{uuid.uuid4().hex[:12]}"
+    try:
+        ack = await client.call("subscribe", {"run_id": run_id, "after_seq": 0}, timeout=hop_timeout)
+    except socketio.exceptions.TimeoutError as exc:
+        raise SmokeFailure("Socket.IO connect", f"no answer to subscribe within {hop_timeout}s") from exc
+    if not ack.get("ok"):
+        raise SmokeFailure("Socket.IO connect", f"subscribe refused: {ack}")
+
+    sent_at = time.perf_counter()
+    try:
+        response = await http.post(
+            f"{api_url}/api/test-log", json={"run_id": run_id, "message": "smoke test"}
+        )
+    except httpx.HTTPError as exc:
+        raise SmokeFailure("API", f"POST {api_url}/api/test-log: {type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        raise SmokeFailure(
+            "API", f"POST {api_url}/api/test-log: HTTP {response.status_code}: {response.text}"
+        )
+    seq = response.json()["seq"]
+
+    deadline = sent_at + hop_timeout
+    while (remaining := deadline - time.perf_counter()) > 0:
+        try:
+            received_at, line = await asyncio.wait_for(arrived.get(), remaining)
+        except TimeoutError:
+            break
+        if line.get("run_id") == run_id and line.get("seq") == seq:
+            millis = (received_at - sent_at) * 1000
+            return (
+                f"smoke: OK: test line {run_id}#{seq} went API -> broadcaster -> Socket.IO -> client "
+                f"via {socketio_url} in {millis:.1f} ms"
+            )
+    broadcaster = await _broadcaster_state(http, api_url)
+    raise SmokeFailure(
+        "delivery", f"test line {run_id}#{seq} not received within {hop_timeout}s; {broadcaster}"
+    )
+
+
+async def _broadcaster_state(http: httpx.AsyncClient, api_url: str) -> str:
+    try:
+        state = (await http.get(f"{api_url}/api/health")).json()["broadcaster"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return "the API's broadcaster state is unavailable"
+    return (
+        f"API broadcaster -> {state['endpoint']}: {state['state']}, last error: "
+        f"{state['last_error_kind']} {state['last_error'] or ''}".rstrip()
+    )

@@ -1,0 +1,216 @@
+"""The Socket.IO server: takes batches of log lines over HTTP and pushes them to subscribed browsers.
+
+One ASGI app: python-socketio handles `/socket.io/`, FastAPI the rest (`/health`, `/internal/broadcast`).
+Rooms: `run:<id>` and `all` get one `log` event per line; `batch:run:<id>` and `batch:all` one `logs`
+event per batch (a list), for clients that subscribed with `batch: true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import defaultdict
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import socketio
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from livelog.backlog import SqliteBacklog
+from livelog.config import Settings
+from livelog.http_body import read_capped_body
+from livelog.models import RUN_ID_PATTERN, RUN_SELECTOR_PATTERN, BroadcastBatch
+
+log = logging.getLogger("livelog.socketio")
+
+ALL_RUNS = "*"
+SeqMark = Annotated[int, Field(ge=0)]
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: Annotated[str, Field(pattern=RUN_SELECTOR_PATTERN)]
+    # per run: replay lines after this seq (0 = all kept). For `*`: an int for every run, a mapping per
+    # run (runs it does not name are replayed whole), or nothing for live lines only.
+    after_seq: SeqMark | dict[Annotated[str, Field(pattern=RUN_ID_PATTERN)], SeqMark] | None = None
+    batch: bool = False
+
+
+def _room(run_id: str, batch: bool) -> str:
+    prefix = "batch:" if batch else ""
+    return f"{prefix}all" if run_id == ALL_RUNS else f"{prefix}run:{run_id}"
+
+
+class LogHub:
+    """Fans lines out to rooms and replays the backlog to new subscribers.
+
+    One lock orders "store and emit a batch" against "join a room and replay", so a subscriber gets each
+    line once: either in its replay or live, never both, never neither.
+    """
+
+    def __init__(self, sio: socketio.AsyncServer, backlog: SqliteBacklog) -> None:
+        self.sio = sio
+        self.backlog = backlog
+        self.lock = asyncio.Lock()
+        self.clients = 0
+        self.subscriptions: dict[str, set[str]] = defaultdict(set)
+        self.lines_received = 0
+        self.lines_emitted = 0
+
+    async def publish(self, lines: list[dict[str, Any]]) -> int:
+        async with self.lock:
+            new = self.backlog.add(lines)
+            by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for line in new:
+                by_run[line["run_id"]].append(line)
+                await self.sio.emit("log", line, room=[f"run:{line['run_id']}", "all"])
+            for run_id, run_lines in by_run.items():
+                await self.sio.emit("logs", run_lines, room=[f"batch:run:{run_id}", "batch:all"])
+        self.lines_received += len(lines)
+        self.lines_emitted += len(new)
+        return len(new)
+
+    async def subscribe(self, sid: str, sub: Subscription) -> int:
+        async with self.lock:
+            room = _room(sub.run_id, sub.batch)
+            await self.sio.enter_room(sid, room)
+            self.subscriptions[sid].add(room)
+            replayed = 0
+            for run_id, after_seq in self._replay_plan(sub):
+                lines = self.backlog.since(run_id, after_seq)
+                replayed += len(lines)
+                if sub.batch and lines:
+                    await self.sio.emit("logs", lines, to=sid)
+                elif lines:
+                    for line in lines:
+                        await self.sio.emit("log", line, to=sid)
+        return replayed
+
+    async def unsubscribe(self, sid: str, sub: Subscription) -> None:
+        room = _room(sub.run_id, sub.batch)
+        await self.sio.leave_room(sid, room)
+        self.subscriptions[sid].discard(room)
+
+    def _replay_plan(self, sub: Subscription) -> list[tuple[str, int]]:
+        if sub.run_id != ALL_RUNS:
+            return [(sub.run_id, sub.after_seq if isinstance(sub.after_seq, int) else 0)]
+        if sub.after_seq is None:
+            return []
+        runs = self.backlog.recent_runs()
+        if isinstance(sub.after_seq, int):
+            return [(run_id, sub.after_seq) for run_id in runs]
+        return [(run_id, sub.after_seq.get(run_id, 0)) for run_id in runs]
+
+    def health(self) -> dict[str, int]:
+        return {
+            "clients": self.clients,
+            "subscriptions": sum(len(rooms) for rooms in self.subscriptions.values()),
+        }
+
+
+def _cors_origins(settings: Settings) -> str | list[str] | None:
+    """python-socketio: None = same origin only, '*' = any; an empty list would turn checking off."""
+    origins = settings.livelog_cors_origins
+    if not origins:
+        return None
+    return "*" if ALL_RUNS in origins else origins
+
+
+def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
+    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    sio = socketio.AsyncServer(
+        async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager
+    )
+    settings.livelog_data_dir.mkdir(parents=True, exist_ok=True)
+    hub = LogHub(
+        sio, SqliteBacklog(settings.livelog_data_dir / "backlog.sqlite3", settings.livelog_backlog_size)
+    )
+    register_events(sio, hub)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        log.info(
+            "[SOCKETIO_SERVER] Listening on %s:%s (backlog %d lines per run, message queue: %s)",
+            settings.socketio_host,
+            settings.socketio_port,
+            settings.livelog_backlog_size,
+            "redis" if manager else "none",
+        )
+        yield
+        hub.backlog.close()
+
+    app = FastAPI(title="livelog Socket.IO server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.hub = hub
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "healthy",
+            "service": "socketio",
+            "port": settings.socketio_port,
+            "connections": hub.health(),
+            "lines": {"received": hub.lines_received, "emitted": hub.lines_emitted},
+        }
+
+    @app.post("/internal/broadcast")
+    async def broadcast(request: Request) -> JSONResponse:
+        _check_token(request, settings.token)
+        body = await read_capped_body(request, settings.livelog_max_body_bytes)
+        try:
+            batch = BroadcastBatch.model_validate_json(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            return JSONResponse(status_code=422, content={"detail": errors})
+        emitted = await hub.publish([line.model_dump() for line in batch.lines])
+        return JSONResponse({"accepted": len(batch.lines), "emitted": emitted})
+
+    return socketio.ASGIApp(sio, other_asgi_app=app)
+
+
+def _check_token(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(
+            status_code=401, detail="bearer token required", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        hub.clients += 1
+
+    @sio.event
+    async def disconnect(sid: str, reason: Any = None) -> None:
+        hub.clients -= 1
+        hub.subscriptions.pop(sid, None)
+
+    @sio.event
+    async def subscribe(sid: str, data: Any) -> dict[str, Any]:
+        try:
+            sub = Subscription.model_validate(data)
+        except ValidationError as exc:
+            return {"ok": False, "error": _first_error(exc)}
+        replayed = await hub.subscribe(sid, sub)
+        return {"ok": True, "room": _room(sub.run_id, sub.batch), "replayed": replayed}
+
+    @sio.event
+    async def unsubscribe(sid: str, data: Any) -> dict[str, Any]:
+        try:
+            sub = Subscription.model_validate(data)
+        except ValidationError as exc:
+            return {"ok": False, "error": _first_error(exc)}
+        await hub.unsubscribe(sid, sub)
+        return {"ok": True}
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"]) or "payload"
+    return f"{where}: {error['msg']}"
