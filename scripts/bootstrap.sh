@@ -64,10 +64,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "create $VENV"
   /usr/bin/python3 -m venv "$VENV"
 fi
-want=$(printf '%s\n' "${PIP_PINS[@]}")
+want=$(printf '%s\n' "pip>=24.1" "${PIP_PINS[@]}")
 [ -f app/pyproject.toml ] && want="$want"$'\n'"app:$(sha256sum app/pyproject.toml | cut -c1-16)"
 stamp=$VENV/.livelog-bootstrap
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # Debian 12's venv pip (23.0) ignores extras spelled with '_' (PEP 685): upgrade it first
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'pip>=24.1'
   say "pip install ${PIP_PINS[*]}"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_PINS[@]}"
   if [ -f app/pyproject.toml ]; then
