@@ -1,0 +1,45 @@
+# livelog: `make deploy-local` deploys onto a local systemd container; `make test` is what CI runs.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+.PHONY: help bootstrap image deploy-local test lint pytest molecule bench clean
+
+help:
+	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
+	@echo "make test          lint + backend tests + molecule test --all (what CI runs)"
+	@echo "make lint | pytest | molecule | bench | clean"
+
+bootstrap:
+	scripts/bootstrap.sh
+
+image: bootstrap
+	scripts/build-test-image.sh
+
+deploy-local: bootstrap image
+	scripts/deploy-local.sh
+
+test: bootstrap image lint pytest molecule
+
+lint:
+	ansible-lint
+	yamllint .
+	ruff check app
+
+pytest:
+	@if [ -d app/tests ]; then pytest app/tests; else echo "pytest: app/tests does not exist yet, nothing to run"; fi
+
+molecule:
+	molecule test --all
+
+bench:
+	@set -e; shopt -s nullglob; files=(bench/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "bench: no bench/*.py yet"; fi; \
+	for f in "$${files[@]}"; do echo "### $$f"; python "$$f"; done
+
+clean:
+	-scripts/deploy-local.sh --destroy
+	-molecule destroy --all
+	rm -rf .local
