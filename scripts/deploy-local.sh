@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Deploy livelog into a throwaway local "host": a podman container running systemd, made from
+# localhost/debian12-systemd (scripts/build-test-image.sh). Reuses the container when it exists.
+#   scripts/deploy-local.sh [ansible-playbook options]   deploy (again), e.g. -e livelog_api_port=8001
+#   scripts/deploy-local.sh --destroy                     remove the container and .local/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+NAME=${LIVELOG_LOCAL_NAME:-livelog-local}
+IMG=${IMG:-localhost/debian12-systemd}
+PORT=${LIVELOG_LOCAL_PORT:-8080}
+export PATH=$ROOT/.venv/bin:$PATH ANSIBLE_CONFIG=$ROOT/ansible.cfg
+
+if [ "${1:-}" = --destroy ]; then
+  podman rm -f "$NAME" >/dev/null 2>&1 || true
+  rm -rf .local
+  echo "removed $NAME"
+  exit 0
+fi
+
+command -v ansible-playbook >/dev/null || { echo "no .venv: run scripts/bootstrap.sh first" >&2; exit 1; }
+podman image exists "$IMG" || { echo "no image $IMG: run scripts/build-test-image.sh first" >&2; exit 1; }
+
+if ! podman container exists "$NAME"; then
+  echo "### starting $NAME from $IMG (systemd, published on 127.0.0.1:$PORT)"
+  # systemd=always: tmpfs /run and /tmp, writable cgroup; SYS_ADMIN: the units' sandboxing needs it
+  podman run -d --name "$NAME" --hostname "$NAME" --systemd=always --cap-add SYS_ADMIN \
+    -p "127.0.0.1:$PORT:80" "$IMG" /lib/systemd/systemd >/dev/null
+elif [ "$(podman inspect -f '{{.State.Running}}' "$NAME")" != true ]; then
+  podman start "$NAME" >/dev/null
+fi
+# wait for systemd to finish booting (degraded is fine: some units do not apply in a container)
+for _ in $(seq 60); do
+  state=$(podman exec "$NAME" systemctl is-system-running 2>/dev/null || true)
+  case $state in running|degraded) break ;; esac
+  sleep 1
+done
+
+mkdir -p .local
+cat > .local/inventory.ini <<INV
+# written by scripts/deploy-local.sh
+[livelog]
+$NAME ansible_connection=containers.podman.podman ansible_python_interpreter=/usr/bin/python3
+INV
+
+ansible-playbook -i .local/inventory.ini deploy.yml "$@"
+echo
+echo "livelog is deployed in the container $NAME: http://127.0.0.1:$PORT/"
+echo "  health: http://127.0.0.1:$PORT/health   API: http://127.0.0.1:$PORT/api/health   Socket.IO: /socket.io/"
+echo "  prove it again: .venv/bin/livelog smoke --base-url http://127.0.0.1:$PORT"
+echo "  remove it: $0 --destroy"
