@@ -50,9 +50,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="livelog REST API", lifespan=lifespan)
     if settings.livelog_cors_origins:
-        app.add_middleware(
-            CORSMiddleware, allow_origins=settings.livelog_cors_origins, allow_methods=["GET", "POST"]
-        )
+        app.add_middleware(CORSMiddleware, allow_origins=settings.livelog_cors_origins, allow_methods=["GET", "POST"])
 
     def start_run(request: RunRequest) -> str:
         run_id = request.run_id or uuid.uuid4().hex[:16]

@@ -45,8 +45,7 @@ class SqliteBacklog:
                     new.append(line)
             for run_id in {line["run_id"] for line in new}:
                 self._db.execute(
-                    "DELETE FROM lines WHERE run_id = ? AND seq <= "
-                    "(SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",
+                    "DELETE FROM lines WHERE run_id = ? AND seq <= (SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",
                     (run_id, run_id, self.per_run),
                 )
             self._expire()

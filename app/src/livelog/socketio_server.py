@@ -122,13 +122,9 @@ def _cors_origins(settings: Settings) -> str | list[str] | None:
 
 def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-    sio = socketio.AsyncServer(
-        async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager
-    )
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager)
     settings.livelog_data_dir.mkdir(parents=True, exist_ok=True)
-    hub = LogHub(
-        sio, SqliteBacklog(settings.livelog_data_dir / "backlog.sqlite3", settings.livelog_backlog_size)
-    )
+    hub = LogHub(sio, SqliteBacklog(settings.livelog_data_dir / "backlog.sqlite3", settings.livelog_backlog_size))
     register_events(sio, hub)
 
     @asynccontextmanager
@@ -176,9 +172,7 @@ def _check_token(request: Request, token: str | None) -> None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(
-            status_code=401, detail="bearer token required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(status_code=401, detail="bearer token required", headers={"WWW-Authenticate": "Bearer"})
 
 
 def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
@@ -192,7 +186,7 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
         hub.subscriptions.pop(sid, None)
 
     @sio.event
-    async def subscribe(sid: str, data: Any) -> dict[str, Any]:
+    async def subscribe(sid: str, data: Any = None) -> dict[str, Any]:
         try:
             sub = Subscription.model_validate(data)
         except ValidationError as exc:
@@ -201,7 +195,7 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
         return {"ok": True, "room": _room(sub.run_id, sub.batch), "replayed": replayed}
 
     @sio.event
-    async def unsubscribe(sid: str, data: Any) -> dict[str, Any]:
+    async def unsubscribe(sid: str, data: Any = None) -> dict[str, Any]:
         try:
             sub = Subscription.model_validate(data)
         except ValidationError as exc:

@@ -1,0 +1,175 @@
+"""Real services for the tests: `livelog serve` processes on free loopback ports, and real Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+
+# variables of the services that must not leak in from the developer's shell
+SERVICE_VARIABLES = ("REST_API_", "SOCKETIO_", "LIVELOG_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**settings: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_VARIABLES)}
+    env.update({key: str(value) for key, value in settings.items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Service:
+    """One `livelog serve <component>` process, started and stopped like systemd would."""
+
+    def __init__(self, component: str, port: int, workdir: Path, env: dict[str, str]) -> None:
+        self.component = component
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.workdir = workdir
+        self.env = env
+        self.log_path = workdir / f"{component}-{port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> Service:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "livelog", "serve", self.component],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, seconds: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.component} exited {self.process.returncode}:\n{self.output()}")
+            try:
+                return httpx.get(f"{self.url}/health", timeout=1).json()
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.component} not healthy after {seconds}s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=15)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Factory: services("socketio", LIVELOG_BROADCAST_TOKEN="t") starts one and stops it after the test."""
+    started: list[Service] = []
+
+    def start(component: str, port: int | None = None, wait: bool = True, **settings: Any) -> Service:
+        port = port or free_port()
+        key = "SOCKETIO_PORT" if component == "socketio" else "REST_API_PORT"
+        settings.setdefault("LIVELOG_DATA_DIR", str(tmp_path / f"data-{component}"))
+        service = Service(component, port, tmp_path, service_env(**{key: port}, **settings))
+        started.append(service)
+        return service.start(wait=wait)
+
+    yield start
+    for service in started:
+        service.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def pair(services: Callable[..., Service]) -> tuple[Service, Service]:
+    """A Socket.IO server and an API that broadcasts to it, as on a single host."""
+    sio = services("socketio")
+    api = services("api", SOCKETIO_PORT=sio.port)
+    return sio, api
+
+
+async def eventually(condition: Callable[[], bool], seconds: float = 15, what: str = "condition") -> None:
+    """Wait until `condition()` holds; a bound for a failing test, not a performance claim."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class LogClient:
+    """A real python-socketio client that records every line it is sent, duplicates included.
+
+    On every (re)connect it subscribes again with `after_seq` = the last seq it saw, as a browser would.
+    """
+
+    def __init__(self, url: str, run_id: str, batch: bool = False, after_seq: Any = 0) -> None:
+        self.url = url
+        self.run_id = run_id
+        self.batch = batch
+        self.first_after_seq = after_seq
+        self.lines: list[dict[str, Any]] = []
+        self.events = 0
+        self.connects = 0
+        self.acks: list[dict[str, Any]] = []
+        self.sio = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5)
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("log", self._on_log)
+        self.sio.on("logs", self._on_logs)
+
+    async def _on_connect(self) -> None:
+        self.connects += 1
+        after = self.first_after_seq if self.connects == 1 else self.last_seq()
+        await self.sio.emit(
+            "subscribe",
+            {"run_id": self.run_id, "after_seq": after, "batch": self.batch},
+            callback=self.acks.append,
+        )
+
+    async def _on_log(self, line: dict[str, Any]) -> None:
+        self.events += 1
+        self.lines.append(line)
+
+    async def _on_logs(self, lines: list[dict[str, Any]]) -> None:
+        self.events += 1
+        self.lines.extend(lines)
+
+    def last_seq(self) -> int:
+        return max((line["seq"] for line in self.lines), default=0)
+
+    def seqs(self, run_id: str | None = None) -> list[int]:
+        return [line["seq"] for line in self.lines if run_id is None or line["run_id"] == run_id]
+
+    async def connect(self) -> LogClient:
+        await self.sio.connect(self.url, wait_timeout=10)
+        await eventually(lambda: len(self.acks) >= self.connects, what="subscribe acknowledged")
+        assert self.acks[-1]["ok"], self.acks[-1]
+        return self
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+def make_lines(run_id: str, first: int, last: int) -> list[dict[str, Any]]:
+    return [
+        {"run_id": run_id, "seq": seq, "ts": time.time(), "level": "INFO", "message": f"line {seq}"}
+        for seq in range(first, last + 1)
+    ]
