@@ -141,3 +141,9 @@ async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object)
     health = httpx.get(f"{sio.url}/health").json()
     assert health["connections"] == {"clients": 1, "subscriptions": 1}
     await client.close()
+
+
+def test_viewer_page(sio: Service) -> None:
+    page = httpx.get(f"{sio.url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '"subscribe"' in page.text and "/socket.io/?EIO=4&transport=websocket" in page.text

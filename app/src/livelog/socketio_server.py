@@ -12,11 +12,12 @@ import hmac
 import logging
 from collections import defaultdict
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from typing import Annotated, Any
 
 import socketio
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
@@ -192,6 +193,13 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
             "connections": hub.health(),
             "lines": {"received": hub.lines_received, "emitted": hub.lines_emitted},
         }
+
+    viewer = files("livelog").joinpath("static/viewer.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        """A page that subscribes to every run and shows lines as they arrive."""
+        return viewer
 
     @app.post("/internal/broadcast")
     async def broadcast(request: Request) -> JSONResponse:
