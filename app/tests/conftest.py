@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-import socketio
+
+from livelog.subscriber import LogSubscriber as LogClient  # noqa: F401  (the tests' client)
 
 # variables of the services that must not leak in from the developer's shell
 SERVICE_VARIABLES = ("REST_API_", "SOCKETIO_", "LIVELOG_")
@@ -113,59 +114,6 @@ async def eventually(condition: Callable[[], bool], seconds: float = 15, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds}s waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-class LogClient:
-    """A real python-socketio client that records every line it is sent, duplicates included.
-
-    On every (re)connect it subscribes again with `after_seq` = the last seq it saw, as a browser would.
-    """
-
-    def __init__(self, url: str, run_id: str, batch: bool = False, after_seq: Any = 0) -> None:
-        self.url = url
-        self.run_id = run_id
-        self.batch = batch
-        self.first_after_seq = after_seq
-        self.lines: list[dict[str, Any]] = []
-        self.events = 0
-        self.connects = 0
-        self.acks: list[dict[str, Any]] = []
-        self.sio = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5)
-        self.sio.on("connect", self._on_connect)
-        self.sio.on("log", self._on_log)
-        self.sio.on("logs", self._on_logs)
-
-    async def _on_connect(self) -> None:
-        self.connects += 1
-        after = self.first_after_seq if self.connects == 1 else self.last_seq()
-        await self.sio.emit(
-            "subscribe",
-            {"run_id": self.run_id, "after_seq": after, "batch": self.batch},
-            callback=self.acks.append,
-        )
-
-    async def _on_log(self, line: dict[str, Any]) -> None:
-        self.events += 1
-        self.lines.append(line)
-
-    async def _on_logs(self, lines: list[dict[str, Any]]) -> None:
-        self.events += 1
-        self.lines.extend(lines)
-
-    def last_seq(self) -> int:
-        return max((line["seq"] for line in self.lines), default=0)
-
-    def seqs(self, run_id: str | None = None) -> list[int]:
-        return [line["seq"] for line in self.lines if run_id is None or line["run_id"] == run_id]
-
-    async def connect(self) -> LogClient:
-        await self.sio.connect(self.url, wait_timeout=10)
-        await eventually(lambda: len(self.acks) >= self.connects, what="subscribe acknowledged")
-        assert self.acks[-1]["ok"], self.acks[-1]
-        return self
-
-    async def close(self) -> None:
-        await self.sio.disconnect()
 
 
 def make_lines(run_id: str, first: int, last: int) -> list[dict[str, Any]]:
