@@ -31,14 +31,8 @@ def free_port() -> int:
 
 
 def start(component: str, workdir: str, **env: Any) -> subprocess.Popen[bytes]:
-    variables = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SOCKETIO_", "REST_API_", "LIVELOG_"))
-    }
-    variables.update(
-        {k: str(v) for k, v in env.items()}, LIVELOG_DATA_DIR=f"{workdir}/{component}"
-    )
+    variables = {k: v for k, v in os.environ.items() if not k.startswith(("SOCKETIO_", "REST_API_", "LIVELOG_"))}
+    variables.update({k: str(v) for k, v in env.items()}, LIVELOG_DATA_DIR=f"{workdir}/{component}")
     return subprocess.Popen(
         [sys.executable, "-m", "livelog", "serve", component],
         cwd=workdir,
@@ -58,9 +52,7 @@ def wait_healthy(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-async def measure(
-    sio_url: str, api_url: str, lines: int, interval_ms: int, batch: bool, clients: int
-) -> dict:
+async def measure(sio_url: str, api_url: str, lines: int, interval_ms: int, batch: bool, clients: int) -> dict:
     run_id = f"bench-{'batch' if batch else 'line'}-{interval_ms}-{clients}-{time.monotonic_ns()}"
     total = lines + 2
     latencies: list[float] = []
@@ -82,9 +74,7 @@ async def measure(
         client.on("log", lambda line, record=record: record([line]))
         client.on("logs", lambda batch_lines, record=record: record(batch_lines))
         await client.connect(sio_url)
-        await client.call(
-            "subscribe", {"run_id": run_id, "after_seq": 0, "batch": batch}
-        )
+        await client.call("subscribe", {"run_id": run_id, "after_seq": 0, "batch": batch})
         connections.append(client)
 
     started = time.perf_counter()
@@ -117,9 +107,7 @@ async def main(lines: int) -> None:
             f"http://127.0.0.1:{api_port}",
         )
         wait_healthy(sio_url)
-        processes.append(
-            start("api", workdir, SOCKETIO_PORT=sio_port, REST_API_PORT=api_port)
-        )
+        processes.append(start("api", workdir, SOCKETIO_PORT=sio_port, REST_API_PORT=api_port))
         wait_healthy(api_url)
         cases = [
             ("flat out, one `log` event per line", 0, False, 1),
@@ -131,12 +119,8 @@ async def main(lines: int) -> None:
         print(f"{'case':45} {'lines':>6} {'lines/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         try:
             for name, interval, batch, clients in cases:
-                count = (
-                    lines if interval == 0 else min(lines, 10_000 // max(interval, 1))
-                )
-                result = await measure(
-                    sio_url, api_url, count, interval, batch, clients
-                )
+                count = lines if interval == 0 else min(lines, 10_000 // max(interval, 1))
+                result = await measure(sio_url, api_url, count, interval, batch, clients)
                 print(
                     f"{name:45} {count:>6} {result['lines/s']:>9.0f} {result['p50 ms']:>8.1f} {result['p99 ms']:>8.1f}"
                 )
@@ -147,8 +131,6 @@ async def main(lines: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=5000)
     asyncio.run(main(parser.parse_args().lines))
