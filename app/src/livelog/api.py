@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, ConfigDict, Field
 
 from livelog.broadcaster import HttpBroadcaster
-from livelog.config import Settings, socketio_endpoint
+from livelog.config import Settings, socketio_endpoints
 from livelog.models import MAX_MESSAGE_CHARS, RUN_ID_PATTERN
 from livelog.store import RunStore
 from livelog.workflows import RunLogger, RunRequest, run_workflow
@@ -37,7 +37,7 @@ def create_api(settings: Settings) -> FastAPI:
         if interrupted := store.mark_interrupted():
             log.warning("[EXECUTOR] %d runs were interrupted by the previous shutdown", interrupted)
         broadcaster = HttpBroadcaster(
-            socketio_endpoint(settings), token=settings.token, queue_size=settings.livelog_queue_size
+            socketio_endpoints(settings), token=settings.token, queue_size=settings.livelog_queue_size
         )
         await broadcaster.start()
         app.state.store, app.state.broadcaster = store, broadcaster
@@ -50,9 +50,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="livelog REST API", lifespan=lifespan)
     if settings.livelog_cors_origins:
-        app.add_middleware(
-            CORSMiddleware, allow_origins=settings.livelog_cors_origins, allow_methods=["GET", "POST"]
-        )
+        app.add_middleware(CORSMiddleware, allow_origins=settings.livelog_cors_origins, allow_methods=["GET", "POST"])
 
     def start_run(request: RunRequest) -> str:
         run_id = request.run_id or uuid.uuid4().hex[:16]

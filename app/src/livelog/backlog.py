@@ -1,15 +1,19 @@
 """The Socket.IO server's backlog: recent lines of each run, for late and reconnecting clients.
 
-It lives in SQLite in the data directory rather than in memory, so a restarted server still replays what
-it had, and so it can tell a line it already emitted from a new one when the broadcaster retries a batch.
+It is never only in memory: a restarted server still replays what it had, and it can tell a line it already
+emitted from a new one when the broadcaster retries a batch. One node keeps it in SQLite in its data
+directory; several nodes share it in Redis, so any node can replay any run.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
 
 # how long a quiet run's lines are kept; checked at most once a minute
 RETENTION_SECONDS = 24 * 3600
@@ -17,6 +21,13 @@ RETENTION_SECONDS = 24 * 3600
 MAX_REPLAY_RUNS = 100
 
 _COLUMNS = ("run_id", "seq", "ts", "level", "message")
+
+
+class Backlog(Protocol):
+    async def add(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]: ...
+    async def recent_runs(self) -> list[str]: ...
+    async def close(self) -> None: ...
 
 
 class SqliteBacklog:
@@ -32,7 +43,7 @@ class SqliteBacklog:
         )
         self._next_expiry = 0.0
 
-    def add(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def add(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store lines; return those not stored before (a retried batch returns only what is new)."""
         new = []
         with self._db:
@@ -45,30 +56,26 @@ class SqliteBacklog:
                     new.append(line)
             for run_id in {line["run_id"] for line in new}:
                 self._db.execute(
-                    "DELETE FROM lines WHERE run_id = ? AND seq <= "
-                    "(SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",
+                    "DELETE FROM lines WHERE run_id = ? AND seq <= (SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",
                     (run_id, run_id, self.per_run),
                 )
             self._expire()
         return new
 
-    def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]:
+    async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT run_id, seq, ts, level, message FROM lines WHERE run_id = ? AND seq > ? ORDER BY seq",
             (run_id, after_seq),
         )
         return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
 
-    def recent_runs(self) -> list[str]:
+    async def recent_runs(self) -> list[str]:
         rows = self._db.execute(
             "SELECT run_id FROM lines GROUP BY run_id ORDER BY MAX(ts) DESC LIMIT ?", (MAX_REPLAY_RUNS,)
         )
         return [row[0] for row in reversed(rows.fetchall())]
 
-    def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
-
-    def close(self) -> None:
+    async def close(self) -> None:
         self._db.close()
 
     def _expire(self) -> None:
@@ -77,3 +84,45 @@ class SqliteBacklog:
             return
         self._next_expiry = now + 60
         self._db.execute("DELETE FROM lines WHERE ts < ?", (now - RETENTION_SECONDS,))
+
+
+class RedisBacklog:
+    """The same backlog in Redis: per run a sorted set of lines scored by seq, and a sorted set of runs.
+
+    A line is stored as its canonical JSON, so `ZADD NX` of a retried line adds nothing: that is the dedupe.
+    """
+
+    def __init__(self, url: str, per_run: int, prefix: str = "livelog:") -> None:
+        self.per_run = per_run
+        self._redis = aioredis.from_url(url)
+        self._prefix = prefix
+
+    def _key(self, run_id: str) -> str:
+        return f"{self._prefix}run:{run_id}"
+
+    async def add(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for line in lines:
+                pipe.zadd(self._key(line["run_id"]), {_canonical(line): line["seq"]}, nx=True)
+            for run_id in {line["run_id"] for line in lines}:
+                pipe.zremrangebyrank(self._key(run_id), 0, -self.per_run - 1)
+                pipe.expire(self._key(run_id), RETENTION_SECONDS)
+                pipe.zadd(f"{self._prefix}runs", {run_id: time.time()})
+            pipe.zremrangebyscore(f"{self._prefix}runs", 0, time.time() - RETENTION_SECONDS)
+            added = await pipe.execute()
+        return [line for line, was_added in zip(lines, added, strict=False) if was_added]
+
+    async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]:
+        members = await self._redis.zrangebyscore(self._key(run_id), f"({after_seq}", "+inf")
+        return [json.loads(member) for member in members]
+
+    async def recent_runs(self) -> list[str]:
+        runs = await self._redis.zrevrange(f"{self._prefix}runs", 0, MAX_REPLAY_RUNS - 1)
+        return [run.decode() for run in reversed(runs)]
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _canonical(line: dict[str, Any]) -> str:
+    return json.dumps(line, sort_keys=True, separators=(",", ":"))

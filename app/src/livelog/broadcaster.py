@@ -4,8 +4,9 @@
 for the network and never sees its errors. One task drains the queue through one long-lived
 `httpx.AsyncClient`, one request at a time (which keeps lines in order), taking whatever queued up while
 the previous request was in flight: no timer adds latency at low rates, and batches grow with the rate.
-A failed batch is retried with backoff until the server is back. Failures are logged as one of three
-kinds, at most once per kind per `log_interval`; what a full queue pushes out is counted.
+A failed batch is retried with backoff until the server is back, trying the next endpoint first when
+several Socket.IO nodes are configured. Failures are logged as one of three kinds, at most once per kind
+per `log_interval`; what a full queue pushes out is counted.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class _RateLimitedLog:
 class HttpBroadcaster:
     def __init__(
         self,
-        endpoint: str,
+        endpoints: str | list[str],
         *,
         token: str | None = None,
         queue_size: int = 10_000,
@@ -70,7 +71,8 @@ class HttpBroadcaster:
         backoff_max: float = 5.0,
         log_interval: float = 10.0,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        self._current = 0
         self._token = token
         self._queue: deque[dict[str, Any]] = deque()
         self._queue_size = queue_size
@@ -91,10 +93,14 @@ class HttpBroadcaster:
         self.last_error_kind: ErrorKind | None = None
         self.last_error: str | None = None
 
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self._current]
+
     async def start(self) -> None:
-        log.info("[HTTP_BROADCASTER] Socket.IO endpoint: %s", self.endpoint)
+        log.info("[HTTP_BROADCASTER] Socket.IO endpoint: %s", ", ".join(self.endpoints))
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        self._client = httpx.AsyncClient(base_url=self.endpoint, timeout=self._timeout, headers=headers)
+        self._client = httpx.AsyncClient(timeout=self._timeout, headers=headers)
         self._task = asyncio.create_task(self._run(), name="http-broadcaster")
 
     def broadcast(self, line: dict[str, Any]) -> None:
@@ -113,6 +119,7 @@ class HttpBroadcaster:
     def stats(self) -> dict[str, Any]:
         return {
             "endpoint": self.endpoint,
+            "endpoints": self.endpoints,
             "state": "failing" if self.failing else "ok",
             "sent": self.sent,
             "queued": self.queued,
@@ -169,6 +176,7 @@ class HttpBroadcaster:
                 self.dropped += len(batch)
                 return
             self.failing = True
+            self._current = (self._current + 1) % len(self.endpoints)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff_max)
 
@@ -176,7 +184,7 @@ class HttpBroadcaster:
         """Send one batch; return (error kind or None, log message, whether the server rejected it)."""
         assert self._client is not None, "start() first"
         try:
-            response = await self._client.post(BROADCAST_PATH, json={"lines": batch})
+            response = await self._client.post(f"{self.endpoint}{BROADCAST_PATH}", json={"lines": batch})
         except httpx.TimeoutException:
             return ErrorKind.TIMEOUT, f"[HTTP_BROADCASTER] Socket.IO server timeout at {self.endpoint}", False
         except httpx.ConnectError as exc:

@@ -16,9 +16,7 @@ from livelog.config import Settings, api_endpoint, socketio_endpoint
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
-    )
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
     # one line per request would drown the workflow lines; failures are logged by the broadcaster
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -90,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     smoke_parser.add_argument("--base-url", help="nginx in front of both services, e.g. http://127.0.0.1")
     smoke_parser.add_argument("--api-url", help="the REST API directly (default: from the environment)")
-    smoke_parser.add_argument(
-        "--socketio-url", help="the Socket.IO server directly (default: from the environment)"
-    )
+    smoke_parser.add_argument("--socketio-url", help="the Socket.IO server directly (default: from the environment)")
     smoke_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait at each hop")
     args = parser.parse_args(argv)
     if args.command == "serve":

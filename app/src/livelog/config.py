@@ -76,17 +76,25 @@ def url_host(host: str) -> str:
     return host
 
 
-def socketio_dial_host(settings: Settings) -> str:
-    """The host the broadcaster dials: never `localhost`, which resolves to ::1 first on many VMs."""
+def socketio_dial_hosts(settings: Settings) -> list[str]:
+    """The hosts the broadcaster dials: never `localhost`, which resolves to ::1 first on many VMs.
+
+    SOCKETIO_INTERNAL_HOST may name several Socket.IO nodes, comma-separated; the broadcaster fails over.
+    """
     if settings.socketio_internal_host:
-        return settings.socketio_internal_host
+        return [host.strip() for host in settings.socketio_internal_host.split(",") if host.strip()]
     if settings.socketio_host.strip() not in WILDCARD_HOSTS:
-        return settings.socketio_host.strip()
-    return LOOPBACK
+        return [settings.socketio_host.strip()]
+    return [LOOPBACK]
+
+
+def socketio_endpoints(settings: Settings) -> list[str]:
+    return [f"http://{url_host(host)}:{settings.socketio_port}" for host in socketio_dial_hosts(settings)]
 
 
 def socketio_endpoint(settings: Settings) -> str:
-    return f"http://{url_host(socketio_dial_host(settings))}:{settings.socketio_port}"
+    """The first (on one host, the only) Socket.IO endpoint."""
+    return socketio_endpoints(settings)[0]
 
 
 def api_endpoint(settings: Settings) -> str:

@@ -85,15 +85,11 @@ async def _round_trip(
 
     sent_at = time.perf_counter()
     try:
-        response = await http.post(
-            f"{api_url}/api/test-log", json={"run_id": run_id, "message": "smoke test"}
-        )
+        response = await http.post(f"{api_url}/api/test-log", json={"run_id": run_id, "message": "smoke test"})
     except httpx.HTTPError as exc:
         raise SmokeFailure("API", f"POST {api_url}/api/test-log: {type(exc).__name__}: {exc}") from exc
     if response.status_code != 200:
-        raise SmokeFailure(
-            "API", f"POST {api_url}/api/test-log: HTTP {response.status_code}: {response.text}"
-        )
+        raise SmokeFailure("API", f"POST {api_url}/api/test-log: HTTP {response.status_code}: {response.text}")
     seq = response.json()["seq"]
 
     deadline = sent_at + hop_timeout
@@ -109,9 +105,7 @@ async def _round_trip(
                 f"via {socketio_url} in {millis:.1f} ms"
             )
     broadcaster = await _broadcaster_state(http, api_url)
-    raise SmokeFailure(
-        "delivery", f"test line {run_id}#{seq} not received within {hop_timeout}s; {broadcaster}"
-    )
+    raise SmokeFailure("delivery", f"test line {run_id}#{seq} not received within {hop_timeout}s; {broadcaster}")
 
 
 async def _broadcaster_state(http: httpx.AsyncClient, api_url: str) -> str:

@@ -12,14 +12,15 @@ import hmac
 import logging
 from collections import defaultdict
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from typing import Annotated, Any
 
 import socketio
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from livelog.backlog import SqliteBacklog
+from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import Settings
 from livelog.http_body import read_capped_body
 from livelog.models import RUN_ID_PATTERN, RUN_SELECTOR_PATTERN, BroadcastBatch
@@ -27,6 +28,8 @@ from livelog.models import RUN_ID_PATTERN, RUN_SELECTOR_PATTERN, BroadcastBatch
 log = logging.getLogger("livelog.socketio")
 
 ALL_RUNS = "*"
+# runs whose highest emitted seq a node remembers
+MAX_TRACKED_RUNS = 10_000
 SeqMark = Annotated[int, Field(ge=0)]
 
 
@@ -46,24 +49,36 @@ def _room(run_id: str, batch: bool) -> str:
 
 
 class LogHub:
-    """Fans lines out to rooms and replays the backlog to new subscribers.
+    """Fans lines out to rooms and replays the backlog to new subscribers, each line once and in order.
 
-    One lock orders "store and emit a batch" against "join a room and replay", so a subscriber gets each
-    line once: either in its replay or live, never both, never neither.
+    `seen[run]` is the highest seq this node has emitted to its rooms. A subscriber joins its room and is
+    replayed the backlog up to `seen[run]`, all under `lock`, which every local emit of lines also takes:
+    what was emitted before the join comes in the replay, what is emitted after it comes live, nothing twice.
+    With several nodes, lines published by another node reach this one through Redis; the manager below
+    takes the same lock for them.
     """
 
-    def __init__(self, sio: socketio.AsyncServer, backlog: SqliteBacklog) -> None:
+    def __init__(self, sio: socketio.AsyncServer, backlog: Backlog) -> None:
         self.sio = sio
         self.backlog = backlog
         self.lock = asyncio.Lock()
+        self.seen: dict[str, int] = {}
         self.clients = 0
         self.subscriptions: dict[str, set[str]] = defaultdict(set)
         self.lines_received = 0
         self.lines_emitted = 0
 
+    def mark_seen(self, lines: list[dict[str, Any]]) -> None:
+        for line in lines:
+            if line["seq"] > self.seen.get(line["run_id"], 0):
+                self.seen[line["run_id"]] = line["seq"]
+        while len(self.seen) > MAX_TRACKED_RUNS:
+            del self.seen[next(iter(self.seen))]
+
     async def publish(self, lines: list[dict[str, Any]]) -> int:
         async with self.lock:
-            new = self.backlog.add(lines)
+            new = await self.backlog.add(lines)
+            self.mark_seen(new)
             by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for line in new:
                 by_run[line["run_id"]].append(line)
@@ -80,8 +95,10 @@ class LogHub:
             await self.sio.enter_room(sid, room)
             self.subscriptions[sid].add(room)
             replayed = 0
-            for run_id, after_seq in self._replay_plan(sub):
-                lines = self.backlog.since(run_id, after_seq)
+            for run_id, after_seq in await self._replay_plan(sub):
+                lines = await self.backlog.since(run_id, after_seq)
+                if run_id in self.seen:
+                    lines = [line for line in lines if line["seq"] <= self.seen[run_id]]
                 replayed += len(lines)
                 if sub.batch and lines:
                     await self.sio.emit("logs", lines, to=sid)
@@ -95,12 +112,12 @@ class LogHub:
         await self.sio.leave_room(sid, room)
         self.subscriptions[sid].discard(room)
 
-    def _replay_plan(self, sub: Subscription) -> list[tuple[str, int]]:
+    async def _replay_plan(self, sub: Subscription) -> list[tuple[str, int]]:
         if sub.run_id != ALL_RUNS:
             return [(sub.run_id, sub.after_seq if isinstance(sub.after_seq, int) else 0)]
         if sub.after_seq is None:
             return []
-        runs = self.backlog.recent_runs()
+        runs = await self.backlog.recent_runs()
         if isinstance(sub.after_seq, int):
             return [(run_id, sub.after_seq) for run_id in runs]
         return [(run_id, sub.after_seq.get(run_id, 0)) for run_id in runs]
@@ -112,6 +129,24 @@ class LogHub:
         }
 
 
+class HubRedisManager(socketio.AsyncRedisManager):
+    """python-socketio's Redis manager, with lines from other nodes emitted under the hub's lock.
+
+    Overrides the manager's handler of emits received from Redis (`_handle_emit`): it is where another
+    node's lines reach this node's rooms, and the one place to keep `LogHub.seen` exact.
+    """
+
+    hub: LogHub | None = None
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if self.hub is None or message.get("host_id") == self.host_id or message.get("event") != "log":
+            await super()._handle_emit(message)
+            return
+        async with self.hub.lock:
+            self.hub.mark_seen(message["data"])
+            await super()._handle_emit(message)
+
+
 def _cors_origins(settings: Settings) -> str | list[str] | None:
     """python-socketio: None = same origin only, '*' = any; an empty list would turn checking off."""
     origins = settings.livelog_cors_origins
@@ -121,14 +156,17 @@ def _cors_origins(settings: Settings) -> str | list[str] | None:
 
 
 def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
-    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-    sio = socketio.AsyncServer(
-        async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager
-    )
-    settings.livelog_data_dir.mkdir(parents=True, exist_ok=True)
-    hub = LogHub(
-        sio, SqliteBacklog(settings.livelog_data_dir / "backlog.sqlite3", settings.livelog_backlog_size)
-    )
+    manager: HubRedisManager | None = None
+    backlog: Backlog
+    if settings.redis_url:
+        manager = HubRedisManager(settings.redis_url)
+        backlog = RedisBacklog(settings.redis_url, settings.livelog_backlog_size)
+    else:
+        backlog = SqliteBacklog(settings.livelog_data_dir / "backlog.sqlite3", settings.livelog_backlog_size)
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager)
+    hub = LogHub(sio, backlog)
+    if manager is not None:
+        manager.hub = hub
     register_events(sio, hub)
 
     @asynccontextmanager
@@ -138,10 +176,10 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
             settings.socketio_host,
             settings.socketio_port,
             settings.livelog_backlog_size,
-            "redis" if manager else "none",
+            "redis" if manager else "none (single node)",
         )
         yield
-        hub.backlog.close()
+        await hub.backlog.close()
 
     app = FastAPI(title="livelog Socket.IO server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.hub = hub
@@ -155,6 +193,13 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
             "connections": hub.health(),
             "lines": {"received": hub.lines_received, "emitted": hub.lines_emitted},
         }
+
+    viewer = files("livelog").joinpath("static/viewer.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        """A page that subscribes to every run and shows lines as they arrive."""
+        return viewer
 
     @app.post("/internal/broadcast")
     async def broadcast(request: Request) -> JSONResponse:
@@ -176,9 +221,7 @@ def _check_token(request: Request, token: str | None) -> None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(
-            status_code=401, detail="bearer token required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(status_code=401, detail="bearer token required", headers={"WWW-Authenticate": "Bearer"})
 
 
 def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
@@ -192,7 +235,7 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
         hub.subscriptions.pop(sid, None)
 
     @sio.event
-    async def subscribe(sid: str, data: Any) -> dict[str, Any]:
+    async def subscribe(sid: str, data: Any = None) -> dict[str, Any]:
         try:
             sub = Subscription.model_validate(data)
         except ValidationError as exc:
@@ -201,7 +244,7 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
         return {"ok": True, "room": _room(sub.run_id, sub.batch), "replayed": replayed}
 
     @sio.event
-    async def unsubscribe(sid: str, data: Any) -> dict[str, Any]:
+    async def unsubscribe(sid: str, data: Any = None) -> dict[str, Any]:
         try:
             sub = Subscription.model_validate(data)
         except ValidationError as exc:

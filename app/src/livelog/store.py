@@ -68,8 +68,7 @@ class RunStore:
 
     def lines(self, run_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT run_id, seq, ts, level, message FROM lines WHERE run_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
+            "SELECT run_id, seq, ts, level, message FROM lines WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after_seq, limit),
         )
         return [dict(zip(_LINE_COLUMNS, row, strict=True)) for row in rows]

@@ -1,0 +1,101 @@
+"""The REST API with a real Socket.IO server: runs stream live, are kept across restarts, bad input is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from conftest import LogClient, Service, eventually, free_port
+
+
+def run_status(api: Service, run_id: str) -> str:
+    return httpx.get(f"{api.url}/api/runs/{run_id}").json()["status"]
+
+
+async def test_demo_run_streams_live_and_survives_an_api_restart(pair: tuple[Service, Service]) -> None:
+    sio, api = pair
+    client = await LogClient(sio.url, "demo-1").connect()
+
+    response = httpx.post(f"{api.url}/api/runs", json={"run_id": "demo-1", "interval_ms": 5})
+    assert response.status_code == 202
+    assert response.json()["run_id"] == "demo-1"
+    await eventually(lambda: run_status(api, "demo-1") == "succeeded", what="the run to finish")
+    run = httpx.get(f"{api.url}/api/runs/demo-1").json()
+    await eventually(lambda: len(client.lines) == run["lines"], what="every line at the client")
+
+    assert client.seqs() == list(range(1, run["lines"] + 1))
+    messages = [line["message"] for line in client.lines]
+    assert "[PLANNER] Decision: kudos-data-retriever" in messages
+    assert "[EXECUTOR] Running action kudos-data-retriever (type: data_query)" in messages
+    history = httpx.get(f"{api.url}/api/runs/demo-1/logs").json()
+    assert [line["message"] for line in history] == messages
+
+    api.stop()
+    api.start()
+    assert httpx.get(f"{api.url}/api/runs/demo-1").json()["status"] == "succeeded"
+    assert httpx.get(f"{api.url}/api/runs/demo-1/logs", params={"after_seq": 3}).json() == history[3:]
+    await client.close()
+
+
+def test_startup_names_the_endpoint(pair: tuple[Service, Service]) -> None:
+    sio, api = pair
+    assert f"[HTTP_BROADCASTER] Socket.IO endpoint: http://127.0.0.1:{sio.port}" in api.output()
+    assert httpx.get(f"{api.url}/health").json()["broadcaster"]["endpoint"] == f"http://127.0.0.1:{sio.port}"
+
+
+async def test_test_log_returns_run_and_seq(pair: tuple[Service, Service]) -> None:
+    sio, api = pair
+    client = await LogClient(sio.url, "probe-1").connect()
+    answer = httpx.post(f"{api.url}/api/test-log", json={"run_id": "probe-1", "message": "hi"}).json()
+    assert answer["run_id"] == "probe-1" and answer["seq"] == 1
+    await eventually(lambda: [line["message"] for line in client.lines] == ["[TEST] hi"], what="the test line")
+    assert httpx.post(f"{api.url}/api/test-log").json()["run_id"].startswith("test-")
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/api/runs/nope", None, 404),
+        ("GET", "/api/runs/nope/logs", None, 404),
+        ("GET", "/api/runs/x/logs?after_seq=-1", None, 422),
+        ("POST", "/api/runs", b"{not json", 422),
+        ("POST", "/api/runs", b'{"workflow": "rm -rf"}', 422),
+        ("POST", "/api/runs", b'{"interval_ms": 999999}', 422),
+        ("POST", "/api/runs", b'{"run_id": "../../etc"}', 422),
+        ("POST", "/api/test-log", b'{"message": ""}', 422),
+        ("POST", "/api/test-log", b'{"run_id": "dup-1"}', 409),
+    ],
+)
+def test_bad_requests_get_4xx(
+    pair: tuple[Service, Service], method: str, path: str, body: bytes | None, status: int
+) -> None:
+    _, api = pair
+    httpx.post(f"{api.url}/api/test-log", json={"run_id": "dup-1"})
+    headers = {"Content-Type": "application/json"}
+    response = httpx.request(method, f"{api.url}{path}", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
+
+
+async def test_runs_finish_while_socketio_is_down_and_lines_follow(services: Callable[..., Service]) -> None:
+    port = free_port()
+    api = services("api", SOCKETIO_PORT=port)
+    run_id = httpx.post(f"{api.url}/api/runs", json={"workflow": "chatter", "lines": 30, "interval_ms": 0}).json()[
+        "run_id"
+    ]
+    await eventually(lambda: run_status(api, run_id) == "succeeded", what="the run to finish without Socket.IO")
+    health = httpx.get(f"{api.url}/health").json()
+    assert health["status"] == "degraded"
+    assert health["broadcaster"]["last_error_kind"] == "cannot_reach"
+    assert health["broadcaster"]["queued"] == 32
+    assert "[HTTP_BROADCASTER] Cannot reach Socket.IO server at" in api.output()
+
+    sio = services("socketio", port=port)
+    await eventually(lambda: httpx.get(f"{api.url}/health").json()["broadcaster"]["queued"] == 0, what="drain")
+    client = await LogClient(sio.url, run_id).connect()
+    await eventually(lambda: len(client.lines) == 32, what="all 32 lines replayed")
+    assert client.seqs() == list(range(1, 33))
+    assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
+    await client.close()

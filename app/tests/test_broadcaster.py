@@ -1,0 +1,143 @@
+"""The broadcaster against real sockets: each failure kind, rate-limited logs, no blocking, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from conftest import LogClient, Service, eventually, free_port, make_lines
+
+from livelog.broadcaster import HttpBroadcaster
+
+FAST_RETRY = {"backoff_initial": 0.01, "backoff_max": 0.02, "log_interval": 60}
+
+
+@pytest.fixture
+def warnings(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    caplog.set_level(logging.INFO, logger="livelog.broadcaster")
+    return lambda: [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Stopping with" not in r.getMessage()
+    ]
+
+
+async def tcp_server(handler: Callable[..., object]) -> AsyncIterator[int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A server that accepts connections and reads requests but never answers."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    async for port in tcp_server(hold):
+        yield port
+
+
+@pytest.fixture
+async def failing_port() -> AsyncIterator[int]:
+    """A server that answers every request with 500."""
+
+    async def fail(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops")
+        await writer.drain()
+        writer.close()
+
+    async for port in tcp_server(fail):
+        yield port
+
+
+async def failing_broadcaster(port: int, **options: float) -> HttpBroadcaster:
+    broadcaster = HttpBroadcaster(f"http://127.0.0.1:{port}", **{**FAST_RETRY, **options})
+    await broadcaster.start()
+    broadcaster.broadcast(make_lines("r1", 1, 1)[0])
+    await eventually(lambda: broadcaster.failures >= 5, what="five failed attempts")
+    await broadcaster.close(drain_timeout=0)
+    return broadcaster
+
+
+async def test_nothing_listening_is_cannot_reach(warnings: Callable[[], list[str]]) -> None:
+    port = free_port()
+    broadcaster = await failing_broadcaster(port)
+    assert broadcaster.last_error_kind == "cannot_reach"
+    assert broadcaster.sent == 0 and broadcaster.dropped == 0
+    assert len(warnings()) == 1, "five failures of one kind log once"
+    assert warnings()[0].startswith(f"[HTTP_BROADCASTER] Cannot reach Socket.IO server at http://127.0.0.1:{port}: ")
+
+
+async def test_server_that_never_answers_is_timeout(silent_port: int, warnings: Callable[[], list[str]]) -> None:
+    broadcaster = await failing_broadcaster(silent_port, timeout=0.05)
+    assert broadcaster.last_error_kind == "timeout"
+    assert warnings() == [f"[HTTP_BROADCASTER] Socket.IO server timeout at http://127.0.0.1:{silent_port}"]
+
+
+async def test_server_error_is_other_and_retried(failing_port: int, warnings: Callable[[], list[str]]) -> None:
+    broadcaster = await failing_broadcaster(failing_port)
+    assert broadcaster.last_error_kind == "other"
+    assert broadcaster.dropped == 0, "a 500 is retried, not dropped"
+    assert len(warnings()) == 1
+    assert warnings()[0].startswith("[HTTP_BROADCASTER] Failed to broadcast log: HTTP 500 from http://127.0.0.1:")
+
+
+async def test_rate_limit_logs_again_after_the_interval(warnings: Callable[[], list[str]]) -> None:
+    broadcaster = HttpBroadcaster(f"http://127.0.0.1:{free_port()}", **{**FAST_RETRY, "log_interval": 0.3})
+    await broadcaster.start()
+    broadcaster.broadcast(make_lines("r1", 1, 1)[0])
+    await eventually(lambda: len(warnings()) == 1, what="the first warning")
+    await eventually(lambda: len(warnings()) == 2, what="a second warning after the interval")
+    await broadcaster.close(drain_timeout=0)
+    assert broadcaster.failures > 3, "many attempts, two messages"
+    assert "similar messages suppressed" in warnings()[1]
+
+
+async def test_broadcast_never_waits_while_the_server_is_down(silent_port: int) -> None:
+    """The sender is stuck on a server that never answers; broadcast() still returns at once and drops oldest."""
+    assert not inspect.iscoroutinefunction(HttpBroadcaster.broadcast)
+    broadcaster = HttpBroadcaster(f"http://127.0.0.1:{silent_port}", queue_size=100, batch_max=10, timeout=60)
+    await broadcaster.start()
+    broadcaster.broadcast(make_lines("r1", 1, 1)[0])
+    await eventually(lambda: broadcaster.queued == 1 and not broadcaster._queue, what="first batch in flight")
+    for line in make_lines("r1", 2, 5001):
+        assert broadcaster.broadcast(line) is None
+    assert broadcaster.queued == 101, "100 queued + the one in flight"
+    assert broadcaster.dropped == 4900
+    assert [line["seq"] for line in broadcaster._queue][:2] == [4902, 4903], "the oldest went first"
+    await broadcaster.close(drain_timeout=0)
+
+
+async def test_queued_lines_arrive_in_order_once_the_server_is_back(services: Callable[..., Service]) -> None:
+    port = free_port()
+    broadcaster = HttpBroadcaster(f"http://127.0.0.1:{port}", **FAST_RETRY)
+    await broadcaster.start()
+    for line in make_lines("late", 1, 50):
+        broadcaster.broadcast(line)
+    await eventually(lambda: broadcaster.failing, what="the broadcaster to notice the server is down")
+
+    sio = services("socketio", port=port)
+    await eventually(lambda: broadcaster.sent == 50, what="queued lines delivered")
+    assert not broadcaster.failing
+    client = await LogClient(sio.url, "late").connect()
+    await eventually(lambda: len(client.lines) == 50, what="replay of 50 lines")
+    assert client.seqs() == list(range(1, 51))
+    await client.close()
+    await broadcaster.close()
+
+
+async def test_a_rejected_batch_is_dropped_and_counted(services: Callable[..., Service]) -> None:
+    sio = services("socketio")
+    broadcaster = HttpBroadcaster(sio.url, **FAST_RETRY)
+    await broadcaster.start()
+    broadcaster.broadcast({"run_id": "r1", "seq": "not a number"})
+    await eventually(lambda: broadcaster.dropped == 1, what="the bad line to be dropped")
+    assert broadcaster.last_error_kind == "other" and "HTTP 422" in (broadcaster.last_error or "")
+    broadcaster.broadcast(make_lines("r1", 1, 1)[0])
+    await eventually(lambda: broadcaster.sent == 1, what="the next line to go through")
+    await broadcaster.close()

@@ -1,0 +1,93 @@
+"""Two Socket.IO nodes sharing a real Redis (python-socketio's AsyncRedisManager and the Redis backlog).
+
+The nodes listen on 127.0.0.2 and 127.0.0.3, same port, as two hosts would; the API's broadcaster is given
+both (`SOCKETIO_INTERNAL_HOST=127.0.0.2,127.0.0.3`) and fails over when one is gone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import LogClient, Service, eventually, free_port
+
+NODES = ("127.0.0.2", "127.0.0.3")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    server = shutil.which("redis-server")
+    assert server, "redis-server is missing: scripts/bootstrap.sh installs it"
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def cluster(services: Callable[..., Service], redis_url: str) -> tuple[list[Service], Service]:
+    port = free_port()
+    nodes = []
+    for host in NODES:
+        node = services("socketio", port=port, wait=False, SOCKETIO_HOST=host, LIVELOG_REDIS_URL=redis_url)
+        node.url = f"http://{host}:{port}"
+        node.wait_healthy()
+        nodes.append(node)
+    api = services("api", SOCKETIO_PORT=port, SOCKETIO_INTERNAL_HOST=",".join(NODES))
+    return nodes, api
+
+
+def start_chatter(api: Service, run_id: str, lines: int, interval_ms: int) -> int:
+    body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": interval_ms}
+    assert httpx.post(f"{api.url}/api/runs", json=body).status_code == 202
+    return lines + 2  # with the planner's decision and the executor's start line
+
+
+async def test_every_client_on_every_node_gets_every_line(cluster: tuple[list[Service], Service]) -> None:
+    nodes, api = cluster
+    clients = [await LogClient(node.url, "c-200").connect() for node in nodes]
+    batched = await LogClient(nodes[1].url, "c-200", batch=True).connect()
+
+    total = start_chatter(api, "c-200", lines=200, interval_ms=2)
+
+    for client in [*clients, batched]:
+        await eventually(lambda client=client: len(client.lines) >= total, what="all lines on every node")
+        assert client.seqs() == list(range(1, total + 1))
+    late = await LogClient(nodes[1].url, "c-200", after_seq=150).connect()
+    await eventually(lambda: len(late.lines) == total - 150, what="replay from the other node")
+    assert late.seqs() == list(range(151, total + 1))
+    for client in [*clients, batched, late]:
+        await client.close()
+
+
+async def test_a_node_stops_mid_run(cluster: tuple[list[Service], Service]) -> None:
+    """Node 1 (the broadcaster's first choice) dies; its client moves to node 2 and misses nothing."""
+    nodes, api = cluster
+    moving = await LogClient([node.url for node in nodes], "c-fail").connect()
+    staying = await LogClient(nodes[1].url, "c-fail").connect()
+    total = start_chatter(api, "c-fail", lines=300, interval_ms=5)
+
+    await eventually(lambda: len(moving.lines) >= 50, what="the run to be under way")
+    nodes[0].stop(signal.SIGKILL)
+
+    await eventually(lambda: len(staying.lines) >= total, seconds=30, what="every line on node 2")
+    await eventually(lambda: moving.last_seq() >= total, what="the moved client to catch up")
+    assert moving.connected_url == nodes[1].url and moving.connects == 2
+    assert staying.seqs() == list(range(1, total + 1))
+    assert moving.seqs() == list(range(1, total + 1)), "every line once, in order, across the move"
+    health = httpx.get(f"{api.url}/health").json()["broadcaster"]
+    assert health["endpoint"] == nodes[1].url and health["dropped"] == 0
+    for client in (moving, staying):
+        await client.close()

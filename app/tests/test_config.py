@@ -1,0 +1,66 @@
+"""Endpoint resolution: SOCKETIO_INTERNAL_HOST, else a non-wildcard SOCKETIO_HOST, else 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from livelog.broadcaster import HttpBroadcaster
+from livelog.config import Settings, socketio_endpoint
+
+ENV_KEYS = ("SOCKETIO_HOST", "SOCKETIO_PORT", "SOCKETIO_INTERNAL_HOST", "LIVELOG_CORS_ORIGINS")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+@pytest.mark.parametrize(
+    ("env", "endpoint"),
+    [
+        ({}, "http://127.0.0.1:7000"),
+        ({"SOCKETIO_HOST": "10.0.0.5"}, "http://10.0.0.5:7000"),
+        ({"SOCKETIO_HOST": "10.0.0.5", "SOCKETIO_INTERNAL_HOST": "socketio"}, "http://socketio:7000"),
+        ({"SOCKETIO_INTERNAL_HOST": "127.0.0.1", "SOCKETIO_HOST": "0.0.0.0"}, "http://127.0.0.1:7000"),
+        ({"SOCKETIO_HOST": "0.0.0.0"}, "http://127.0.0.1:7000"),
+        ({"SOCKETIO_HOST": "::"}, "http://127.0.0.1:7000"),
+        ({"SOCKETIO_HOST": "::", "SOCKETIO_INTERNAL_HOST": ""}, "http://127.0.0.1:7000"),
+        ({"SOCKETIO_INTERNAL_HOST": "::1"}, "http://[::1]:7000"),
+        ({"SOCKETIO_INTERNAL_HOST": "fd00::7", "SOCKETIO_PORT": "7100"}, "http://[fd00::7]:7100"),
+        ({"SOCKETIO_HOST": "[fd00::7]"}, "http://[fd00::7]:7000"),
+    ],
+)
+def test_endpoint_resolution(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], endpoint: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert socketio_endpoint(Settings()) == endpoint
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SOCKETIO_INTERNAL_HOST=10.1.2.3\nSOCKETIO_PORT=7001\n")
+    assert socketio_endpoint(Settings()) == "http://10.1.2.3:7001"
+
+
+def test_cors_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVELOG_CORS_ORIGINS", "https://a.example, https://b.example")
+    assert Settings().livelog_cors_origins == ["https://a.example", "https://b.example"]
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "seven"])
+def test_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+    monkeypatch.setenv("SOCKETIO_PORT", port)
+    with pytest.raises(ValueError, match="socketio_port"):
+        Settings()
+
+
+async def test_startup_logs_the_endpoint(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="livelog.broadcaster")
+    broadcaster = HttpBroadcaster(socketio_endpoint(Settings()))
+    await broadcaster.start()
+    await broadcaster.close()
+    assert "[HTTP_BROADCASTER] Socket.IO endpoint: http://127.0.0.1:7000" in caplog.messages

@@ -1,0 +1,149 @@
+"""The Socket.IO server: health, the broadcast endpoint's answers to bad input, subscriptions and replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from conftest import LogClient, Service, eventually, make_lines
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def sio(services: Callable[..., Service]) -> Service:
+    return services("socketio", LIVELOG_BROADCAST_TOKEN=TOKEN, LIVELOG_MAX_BODY_BYTES=8192, LIVELOG_BACKLOG_SIZE=20)
+
+
+def post(sio: Service, body: object, token: str | None = TOKEN) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{sio.url}/internal/broadcast", json=body, headers=headers, timeout=5)
+
+
+def publish(sio: Service, lines: list[dict]) -> None:
+    response = post(sio, {"lines": lines})
+    assert response.status_code == 200, response.text
+
+
+def test_health(sio: Service) -> None:
+    health = httpx.get(f"{sio.url}/health").json()
+    assert health["status"] == "healthy"
+    assert health["service"] == "socketio"
+    assert health["port"] == sio.port
+    assert health["connections"] == {"clients": 0, "subscriptions": 0}
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
+def test_broadcast_needs_the_token(sio: Service, token: str | None) -> None:
+    response = post(sio, {"lines": make_lines("r1", 1, 1)}, token=token)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_broadcast_with_the_token(sio: Service) -> None:
+    response = post(sio, {"lines": make_lines("r1", 1, 3)})
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 3, "emitted": 3}
+    assert post(sio, {"lines": make_lines("r1", 1, 3)}).json() == {"accepted": 3, "emitted": 0}, "a retry emits nothing"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b'{"lines": []}',
+        b'{"lines": [{"run_id": "r1"}]}',
+        b'{"lines": [{"run_id": "../etc", "seq": 1, "ts": 0, "message": "x"}]}',
+        b'{"lines": [{"run_id": "r1", "seq": 0, "ts": 0, "message": "x"}]}',
+        b'{"lines": [{"run_id": "r1", "seq": 1, "ts": 0, "message": "x", "level": "LOUD"}]}',
+        b'{"lines": [{"run_id": "r1", "seq": 1, "ts": 0, "message": "x", "extra": 1}]}',
+    ],
+)
+def test_malformed_batches_get_422(sio: Service, body: bytes) -> None:
+    response = httpx.post(
+        f"{sio.url}/internal/broadcast",
+        content=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert httpx.get(f"{sio.url}/health").json()["status"] == "healthy"
+
+
+def test_oversized_bodies_get_413(sio: Service) -> None:
+    big = {"lines": [{**line, "message": "x" * 3000} for line in make_lines("r1", 1, 3)]}
+    assert post(sio, big).status_code == 413
+
+    def chunks():  # no Content-Length: the cap holds while streaming
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = httpx.post(
+        f"{sio.url}/internal/broadcast", content=chunks(), headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 413
+    assert httpx.get(f"{sio.url}/health").json()["status"] == "healthy"
+
+
+async def test_late_subscriber_is_replayed_then_gets_live_lines(sio: Service) -> None:
+    publish(sio, make_lines("r1", 1, 10))
+
+    whole = await LogClient(sio.url, "r1").connect()
+    tail = await LogClient(sio.url, "r1", after_seq=7).connect()
+    batched = await LogClient(sio.url, "r1", batch=True).connect()
+    assert whole.acks[0]["replayed"] == 10 and tail.acks[0]["replayed"] == 3
+
+    publish(sio, make_lines("r1", 11, 12))
+    await eventually(lambda: whole.seqs() == list(range(1, 13)), what="replay + live")
+    await eventually(lambda: tail.seqs() == [8, 9, 10, 11, 12], what="replay after seq 7 + live")
+    await eventually(lambda: batched.seqs() == list(range(1, 13)), what="batched replay + live")
+    assert batched.events == 2, "one `logs` event for the replay, one for the live batch"
+    for client in (whole, tail, batched):
+        await client.close()
+
+
+async def test_wildcard_subscription(sio: Service) -> None:
+    publish(sio, make_lines("a", 1, 2) + make_lines("b", 1, 2))
+    live_only = await LogClient(sio.url, "*", after_seq=None).connect()
+    everything = await LogClient(sio.url, "*", after_seq=0).connect()
+    resumed = await LogClient(sio.url, "*", after_seq={"a": 1, "b": 2}).connect()
+    publish(sio, make_lines("c", 1, 1))
+
+    def pairs(client: LogClient) -> list[tuple[str, int]]:
+        return [(line["run_id"], line["seq"]) for line in client.lines]
+
+    await eventually(lambda: ("c", 1) in pairs(resumed) and ("c", 1) in pairs(everything) and live_only.lines)
+    assert pairs(live_only) == [("c", 1)]
+    assert pairs(everything) == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1)]
+    assert pairs(resumed) == [("a", 2), ("c", 1)]
+    for client in (live_only, everything, resumed):
+        await client.close()
+
+
+async def test_backlog_is_bounded_per_run(sio: Service) -> None:
+    publish(sio, make_lines("long", 1, 50))
+    client = await LogClient(sio.url, "long").connect()
+    await eventually(lambda: len(client.lines) == 20, what="the last 20 lines")
+    assert client.seqs() == list(range(31, 51))
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "payload", [None, "r1", {"run_id": "bad id"}, {"run_id": "r1", "after_seq": -1}, {"run_id": "r1", "x": 1}]
+)
+async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object) -> None:
+    client = await LogClient(sio.url, "r1").connect()
+    ack = await client.sio.call("subscribe", payload, timeout=5)
+    assert ack["ok"] is False and ack["error"]
+    assert client.sio.connected
+    health = httpx.get(f"{sio.url}/health").json()
+    assert health["connections"] == {"clients": 1, "subscriptions": 1}
+    await client.close()
+
+
+def test_viewer_page(sio: Service) -> None:
+    page = httpx.get(f"{sio.url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '"subscribe"' in page.text and "/socket.io/?EIO=4&transport=websocket" in page.text
