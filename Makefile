@@ -9,7 +9,7 @@ export PY_COLORS := 0
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
-	@echo "make test          lint + backend tests + molecule test --all (what CI runs)"
+	@echo "make test          lint (ansible-lint, yamllint, ruff) + backend tests + molecule test --all (what CI runs)"
 	@echo "make lint | pytest | molecule | bench | clean"
 
 bootstrap:
@@ -26,7 +26,7 @@ test: bootstrap image lint pytest molecule
 lint:
 	ansible-lint
 	yamllint .
-	ruff check app
+	ruff check .
 
 pytest:
 	@if [ -d app/tests ]; then pytest app/tests; else echo "pytest: app/tests does not exist yet, nothing to run"; fi

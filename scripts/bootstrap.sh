@@ -20,7 +20,8 @@ PIP_PINS=(
   'ruff==0.17.6'
 )
 APT_PKGS=(podman runc crun conmon netavark aardvark-dns catatonit iptables uidmap
-          debootstrap ca-certificates curl python3-venv python3-pip make git)
+          debootstrap ca-certificates curl python3-venv python3-pip make git
+          redis-server)  # redis-server: the backend's cluster tests start their own
 
 say() { echo "### bootstrap: $*"; }
 [ "$(id -u)" -eq 0 ] || { echo "bootstrap.sh must run as root (apt, podman rootful)" >&2; exit 1; }

@@ -45,7 +45,7 @@ INV
 
 ansible-playbook -i .local/inventory.ini deploy.yml "$@"
 echo
-echo "livelog is deployed in the container $NAME: http://127.0.0.1:$PORT/"
+echo "livelog is deployed in the container $NAME: open http://127.0.0.1:$PORT/ (the live log viewer)"
 echo "  health: http://127.0.0.1:$PORT/health   API: http://127.0.0.1:$PORT/api/health   Socket.IO: /socket.io/"
 echo "  prove it again: .venv/bin/livelog smoke --base-url http://127.0.0.1:$PORT"
 echo "  remove it: $0 --destroy"
