@@ -2,12 +2,15 @@
 # Build the local podman image localhost/debian12-systemd: Debian 12 with systemd as PID 1, made with
 # debootstrap from Debian's mirror (no container registry is needed). Reuses the image when present;
 #   --force   rebuild it anyway
-# Facts behind each step are in the comments; they cost hours to find.
+# Facts behind each step are in the comments; they cost hours to find. iproute2 is there as on any VM or
+# EC2 image: without `ip`, Ansible finds no default IPv4 address, which the split and cluster layouts use.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 IMG=${IMG:-localhost/debian12-systemd}
 SUITE=${SUITE:-bookworm}
 WORK=${WORK:-/var/tmp/livelog-testhosts}
+# Bump when the recipe changes: an image built by an older recipe is rebuilt.
+RECIPE=2
 FORCE=0
 [ "${1:-}" = --force ] && FORCE=1
 
@@ -16,7 +19,8 @@ say() { echo "### build-test-image: $*"; }
 command -v debootstrap >/dev/null && command -v podman >/dev/null \
   || { echo "debootstrap/podman missing: run scripts/bootstrap.sh first" >&2; exit 1; }
 
-if [ $FORCE -eq 0 ] && podman image exists "$IMG"; then
+if [ $FORCE -eq 0 ] && podman image exists "$IMG" \
+   && [ "$(podman image inspect -f '{{ index .Labels "livelog.image-recipe" }}' "$IMG")" = "$RECIPE" ]; then
   say "$IMG present (use --force to rebuild)"
   exit 0
 fi
@@ -26,7 +30,7 @@ mkdir -p "$WORK"
 rm -rf "$R"
 say "debootstrap $SUITE (about 70 s)"
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates \
+  --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2 \
   "$SUITE" "$R" >"$WORK/debootstrap-$SUITE.log" 2>&1 \
   || { tail -20 "$WORK/debootstrap-$SUITE.log" >&2; exit 1; }
 
@@ -58,6 +62,7 @@ touch -d '2000-01-01 00:00:00' "$R/var/lib/apt/lists"
 say "podman import $IMG"
 podman rmi -f "$IMG" >/dev/null 2>&1 || true
 tar -C "$R" -c . | podman import \
-  --change 'CMD ["/lib/systemd/systemd"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$IMG" >/dev/null
+  --change 'CMD ["/lib/systemd/systemd"]' --change 'STOPSIGNAL SIGRTMIN+3' \
+  --change "LABEL livelog.image-recipe=$RECIPE" - "$IMG" >/dev/null
 rm -rf "$R"
 say "done: $IMG"

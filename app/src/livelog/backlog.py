@@ -1,8 +1,7 @@
 """The Socket.IO server's backlog: recent lines of each run, for late and reconnecting clients.
 
-It is never only in memory: a restarted server still replays what it had, and it can tell a line it already
-emitted from a new one when the broadcaster retries a batch. One node keeps it in SQLite in its data
-directory; several nodes share it in Redis, so any node can replay any run.
+It is never only in memory: a restarted server still replays what it had. One node keeps it in SQLite in its
+data directory; several nodes share it in Redis, so any node can replay any run.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ _COLUMNS = ("run_id", "seq", "ts", "level", "message")
 
 
 class Backlog(Protocol):
-    async def add(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    async def add(self, lines: list[dict[str, Any]]) -> None: ...
     async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]: ...
     async def recent_runs(self) -> list[str]: ...
     async def close(self) -> None: ...
@@ -43,24 +42,19 @@ class SqliteBacklog:
         )
         self._next_expiry = 0.0
 
-    async def add(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Store lines; return those not stored before (a retried batch returns only what is new)."""
-        new = []
+    async def add(self, lines: list[dict[str, Any]]) -> None:
+        """Store lines; one stored before (a retried batch) stays as it is."""
         with self._db:
             self._db.execute("BEGIN")
-            for line in lines:
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO lines VALUES (?, ?, ?, ?, ?)", [line[c] for c in _COLUMNS]
-                )
-                if cursor.rowcount:
-                    new.append(line)
-            for run_id in {line["run_id"] for line in new}:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO lines VALUES (?, ?, ?, ?, ?)", [[line[c] for c in _COLUMNS] for line in lines]
+            )
+            for run_id in {line["run_id"] for line in lines}:
                 self._db.execute(
                     "DELETE FROM lines WHERE run_id = ? AND seq <= (SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",
                     (run_id, run_id, self.per_run),
                 )
             self._expire()
-        return new
 
     async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -89,7 +83,7 @@ class SqliteBacklog:
 class RedisBacklog:
     """The same backlog in Redis: per run a sorted set of lines scored by seq, and a sorted set of runs.
 
-    A line is stored as its canonical JSON, so `ZADD NX` of a retried line adds nothing: that is the dedupe.
+    A line is stored as its canonical JSON, so `ZADD NX` of a retried line adds nothing.
     """
 
     def __init__(self, url: str, per_run: int, prefix: str = "livelog:") -> None:
@@ -100,7 +94,7 @@ class RedisBacklog:
     def _key(self, run_id: str) -> str:
         return f"{self._prefix}run:{run_id}"
 
-    async def add(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def add(self, lines: list[dict[str, Any]]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             for line in lines:
                 pipe.zadd(self._key(line["run_id"]), {_canonical(line): line["seq"]}, nx=True)
@@ -109,8 +103,7 @@ class RedisBacklog:
                 pipe.expire(self._key(run_id), RETENTION_SECONDS)
                 pipe.zadd(f"{self._prefix}runs", {run_id: time.time()})
             pipe.zremrangebyscore(f"{self._prefix}runs", 0, time.time() - RETENTION_SECONDS)
-            added = await pipe.execute()
-        return [line for line, was_added in zip(lines, added, strict=False) if was_added]
+            await pipe.execute()
 
     async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]:
         members = await self._redis.zrangebyscore(self._key(run_id), f"({after_seq}", "+inf")

@@ -51,45 +51,54 @@ def _room(run_id: str, batch: bool) -> str:
 class LogHub:
     """Fans lines out to rooms and replays the backlog to new subscribers, each line once and in order.
 
-    `seen[run]` is the highest seq this node has emitted to its rooms. A subscriber joins its room and is
-    replayed the backlog up to `seen[run]`, all under `lock`, which every local emit of lines also takes:
-    what was emitted before the join comes in the replay, what is emitted after it comes live, nothing twice.
-    With several nodes, lines published by another node reach this one through Redis; the manager below
-    takes the same lock for them.
+    `seen[event][run]` is the highest seq this node has emitted to its rooms as `log` (one line) or `logs`
+    (a list). A line goes out only when its seq is above that mark, so a batch the broadcaster retries, here
+    or on another node, is not emitted twice, and a line another node stored but never emitted still goes
+    out. A subscriber joins its room and is replayed the backlog up to the mark, all under `lock`, which
+    every emit of lines also takes: what went out before the join comes in the replay, what goes out after
+    it comes live. With several nodes, lines published by another node reach this one through Redis; the
+    manager below takes the same lock and the same marks for them.
     """
 
     def __init__(self, sio: socketio.AsyncServer, backlog: Backlog) -> None:
         self.sio = sio
         self.backlog = backlog
         self.lock = asyncio.Lock()
-        self.seen: dict[str, int] = {}
+        self.seen: dict[str, dict[str, int]] = {"log": {}, "logs": {}}
         self.clients = 0
         self.subscriptions: dict[str, set[str]] = defaultdict(set)
         self.lines_received = 0
         self.lines_emitted = 0
 
-    def mark_seen(self, lines: list[dict[str, Any]]) -> None:
+    def fresh(self, event: str, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The lines not emitted as `event` yet (call under `lock`); they count as emitted from now on."""
+        seen = self.seen[event]
+        out = []
         for line in lines:
-            if line["seq"] > self.seen.get(line["run_id"], 0):
-                self.seen[line["run_id"]] = line["seq"]
-        while len(self.seen) > MAX_TRACKED_RUNS:
-            del self.seen[next(iter(self.seen))]
+            if line["seq"] > seen.get(line["run_id"], 0):
+                seen[line["run_id"]] = line["seq"]
+                out.append(line)
+        while len(seen) > MAX_TRACKED_RUNS:
+            del seen[next(iter(seen))]
+        return out
 
     async def publish(self, lines: list[dict[str, Any]]) -> int:
         async with self.lock:
-            new = await self.backlog.add(lines)
-            self.mark_seen(new)
-            by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for line in new:
-                by_run[line["run_id"]].append(line)
+            await self.backlog.add(lines)
+            singles = self.fresh("log", lines)
+            for line in singles:
                 await self.sio.emit("log", line, room=[f"run:{line['run_id']}", "all"])
+            by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for line in self.fresh("logs", lines):
+                by_run[line["run_id"]].append(line)
             for run_id, run_lines in by_run.items():
                 await self.sio.emit("logs", run_lines, room=[f"batch:run:{run_id}", "batch:all"])
         self.lines_received += len(lines)
-        self.lines_emitted += len(new)
-        return len(new)
+        self.lines_emitted += len(singles)
+        return len(singles)
 
     async def subscribe(self, sid: str, sub: Subscription) -> int:
+        event = "logs" if sub.batch else "log"
         async with self.lock:
             room = _room(sub.run_id, sub.batch)
             await self.sio.enter_room(sid, room)
@@ -97,8 +106,9 @@ class LogHub:
             replayed = 0
             for run_id, after_seq in await self._replay_plan(sub):
                 lines = await self.backlog.since(run_id, after_seq)
-                if run_id in self.seen:
-                    lines = [line for line in lines if line["seq"] <= self.seen[run_id]]
+                # a run this node has not emitted yet: the replay covers the backlog, live lines follow it
+                mark = self.seen[event].setdefault(run_id, max((line["seq"] for line in lines), default=0))
+                lines = [line for line in lines if line["seq"] <= mark]
                 replayed += len(lines)
                 if sub.batch and lines:
                     await self.sio.emit("logs", lines, to=sid)
@@ -130,7 +140,7 @@ class LogHub:
 
 
 class HubRedisManager(socketio.AsyncRedisManager):
-    """python-socketio's Redis manager, with lines from other nodes emitted under the hub's lock.
+    """python-socketio's Redis manager, with lines from other nodes emitted under the hub's lock and marks.
 
     Overrides the manager's handler of emits received from Redis (`_handle_emit`): it is where another
     node's lines reach this node's rooms, and the one place to keep `LogHub.seen` exact.
@@ -139,12 +149,16 @@ class HubRedisManager(socketio.AsyncRedisManager):
     hub: LogHub | None = None
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
-        if self.hub is None or message.get("host_id") == self.host_id or message.get("event") != "log":
+        event = message.get("event")
+        if self.hub is None or message.get("host_id") == self.host_id or event not in ("log", "logs"):
             await super()._handle_emit(message)
             return
         async with self.hub.lock:
-            self.hub.mark_seen(message["data"])
-            await super()._handle_emit(message)
+            # the emitted arguments travel as a list: [line] for `log`, [[line, ...]] for `logs`
+            lines = message["data"] if event == "log" else message["data"][0]
+            fresh = self.hub.fresh(event, lines)
+            if fresh:
+                await super()._handle_emit({**message, "data": fresh if event == "log" else [fresh]})
 
 
 def _cors_origins(settings: Settings) -> str | list[str] | None:
