@@ -5,12 +5,17 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help bootstrap image deploy-local test lint pytest molecule bench clean
+.PHONY: help run bootstrap image deploy-local test lint pytest molecule bench clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
 	@echo "make test          lint (ansible-lint, yamllint, ruff) + backend tests + molecule test --all (what CI runs)"
+	@echo "make run           the backend alone, no containers: Socket.IO on :7000, API on :8000 (Ctrl-C stops)"
 	@echo "make lint | pytest | molecule | bench | clean"
+
+# The backend alone: a venv with just the app (no Ansible, no podman), then both services in this terminal.
+run:
+	scripts/run-backend.sh
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -43,4 +48,4 @@ bench:
 clean:
 	-scripts/deploy-local.sh --destroy
 	-molecule destroy --all
-	rm -rf .local
+	rm -rf .local livelog-data
