@@ -55,8 +55,8 @@ async def failing_port() -> AsyncIterator[int]:
         yield port
 
 
-async def failing_broadcaster(port: int, **options: float) -> HttpBroadcaster:
-    broadcaster = HttpBroadcaster(f"http://127.0.0.1:{port}", **{**FAST_RETRY, **options})
+async def failing_broadcaster(port: int, endpoint: str = "", **options: float) -> HttpBroadcaster:
+    broadcaster = HttpBroadcaster(endpoint or f"http://127.0.0.1:{port}", **{**FAST_RETRY, **options})
     await broadcaster.start()
     broadcaster.broadcast(make_lines("r1", 1, 1)[0])
     await eventually(lambda: broadcaster.failures >= 5, what="five failed attempts")
@@ -85,6 +85,13 @@ async def test_server_error_is_other_and_retried(failing_port: int, warnings: Ca
     assert broadcaster.dropped == 0, "a 500 is retried, not dropped"
     assert len(warnings()) == 1
     assert warnings()[0].startswith("[HTTP_BROADCASTER] Failed to broadcast log: HTTP 500 from http://127.0.0.1:")
+
+
+async def test_an_unexpected_error_is_other_and_the_sender_lives_on(warnings: Callable[[], list[str]]) -> None:
+    broadcaster = await failing_broadcaster(0, endpoint="http://socketio:7000:7000")
+    assert broadcaster.last_error_kind == "other"
+    assert broadcaster.failures >= 5, "the sender kept trying: it did not die on the first error"
+    assert warnings()[0].startswith("[HTTP_BROADCASTER] Failed to broadcast log: ")
 
 
 async def test_rate_limit_logs_again_after_the_interval(warnings: Callable[[], list[str]]) -> None:

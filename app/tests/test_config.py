@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,25 @@ async def test_startup_logs_the_endpoint(caplog: pytest.LogCaptureFixture) -> No
     await broadcaster.start()
     await broadcaster.close()
     assert "[HTTP_BROADCASTER] Socket.IO endpoint: http://127.0.0.1:7000" in caplog.messages
+
+
+@pytest.mark.parametrize("value", ["socketio:7000", "10.0.0.5:7000", "a b", "node1,node2:7000"])
+def test_a_port_or_garbage_in_the_host_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SOCKETIO_INTERNAL_HOST", value)
+    with pytest.raises(ValueError, match="socketio_internal_host"):
+        Settings()
+
+
+def test_a_service_with_bad_configuration_names_the_variable(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "livelog", "serve", "api"],
+        env={**os.environ, "SOCKETIO_INTERNAL_HOST": "socketio:7000"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stderr.startswith("livelog: bad configuration: SOCKETIO_INTERNAL_HOST: ")
+    assert "Traceback" not in result.stderr

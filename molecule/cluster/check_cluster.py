@@ -30,10 +30,15 @@ async def start_run(http: httpx.AsyncClient, nginx: str, lines: int, interval_ms
     return run_id, lines + 2  # with the planner's decision and the executor's start line
 
 
-async def wait_all(clients: dict[str, LogSubscriber], total: int, seconds: float) -> None:
-    async with asyncio.timeout(seconds):
-        while any(client.last_seq() < total for client in clients.values()):
-            await asyncio.sleep(0.05)
+async def wait_all(clients: dict[str, LogSubscriber], total: int, seconds: float) -> list[str]:
+    """Wait until every client has the last line; on time-out say so (check() then shows what is missing)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while any(client.last_seq() < total for client in clients.values()):
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        return [f"not every client had line {total} after {seconds} s"]
+    return []
 
 
 def check(clients: dict[str, LogSubscriber], total: int) -> list[str]:
@@ -71,9 +76,9 @@ async def main(args: argparse.Namespace) -> int:
         for client in clients.values():
             await client.connect()
         started = time.perf_counter()
-        await wait_all(clients, total, 60)
-        print(f"  every client complete {time.perf_counter() - started:.1f} s after subscribing")
-        problems = check(clients, total)
+        problems = await wait_all(clients, total, 60)
+        print(f"  clients done {time.perf_counter() - started:.1f} s after subscribing")
+        problems += check(clients, total)
         for client in clients.values():
             await client.close()
 
@@ -95,7 +100,7 @@ async def main(args: argparse.Namespace) -> int:
         print(f"  node 1 stopped with the run at line {at_stop} of {total}")
         if at_stop >= total:
             problems.append("the run was over before the node stopped: nothing was shown")
-        await wait_all(clients, total, 120)
+        problems += await wait_all(clients, total, 120)
         problems += check(clients, total)
         if moving.connects < 2 or moving.connected_url == nodes[0]:
             problems.append("the client on the stopped node did not move")

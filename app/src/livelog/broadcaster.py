@@ -193,7 +193,7 @@ class HttpBroadcaster:
                 f"[HTTP_BROADCASTER] Cannot reach Socket.IO server at {self.endpoint}: {exc}",
                 False,
             )
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # anything else (a protocol error, a bad URL) must not end the sender
             return ErrorKind.OTHER, f"[HTTP_BROADCASTER] Failed to broadcast log: {exc!r}", False
         if response.is_success:
             return None, "", False

@@ -5,14 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import subprocess
 import sys
 import time
 
+from pydantic import ValidationError
+
 from livelog import __version__
 from livelog.config import Settings, api_endpoint, socketio_endpoint
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and .env; a bad value ends the process with its name, not a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"livelog: bad configuration: {problems}") from None
 
 
 def configure_logging(level: str) -> None:
@@ -24,7 +34,7 @@ def configure_logging(level: str) -> None:
 def serve(component: str) -> int:
     if component == "all":
         return serve_all()
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.livelog_log_level)
     import uvicorn
 
@@ -64,7 +74,7 @@ def serve_all() -> int:
 def smoke(args: argparse.Namespace) -> int:
     from livelog.smoke import SmokeFailure, run_smoke
 
-    settings = Settings()
+    settings = load_settings()
     api_url = args.api_url or args.base_url or api_endpoint(settings)
     socketio_url = args.socketio_url or args.base_url or socketio_endpoint(settings)
     try:
@@ -94,8 +104,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args.component)
     return smoke(args)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    raise SystemExit(main())

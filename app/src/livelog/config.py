@@ -7,6 +7,7 @@ what livelog added is prefixed `LIVELOG_`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +55,14 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
+    @field_validator("socketio_internal_host", "socketio_host")
+    @classmethod
+    def _hosts_only(cls, value: str | None) -> str | None:
+        for host in (value or "").split(","):
+            if host.strip() and not _is_host(host.strip()):
+                raise ValueError(f"{host.strip()!r} is not a host name or IP address (the port is SOCKETIO_PORT)")
+        return value
+
     @property
     def token(self) -> str | None:
         return self.livelog_broadcast_token.get_secret_value() if self.livelog_broadcast_token else None
@@ -61,6 +70,17 @@ class Settings(BaseSettings):
     @property
     def redis_url(self) -> str | None:
         return self.livelog_redis_url.get_secret_value() if self.livelog_redis_url else None
+
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host in WILDCARD_HOSTS or bool(_HOSTNAME.match(host))
+    return True
 
 
 def url_host(host: str) -> str:

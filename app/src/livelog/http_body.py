@@ -1,4 +1,4 @@
-"""Reading request bodies with a size cap, shared by both services."""
+"""Reading request bodies with a size cap (the broadcast endpoint; nginx caps what reaches the API)."""
 
 from __future__ import annotations
 

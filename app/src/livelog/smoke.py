@@ -38,7 +38,17 @@ async def _get_json(http: httpx.AsyncClient, url: str, hop: str) -> dict[str, An
         raise SmokeFailure(hop, f"GET {url}: {type(exc).__name__}: {exc}") from exc
     if response.status_code != 200:
         raise SmokeFailure(hop, f"GET {url}: HTTP {response.status_code}: {response.text[:200]}")
-    return response.json()
+    return _json_object(response, f"GET {url}", hop)
+
+
+def _json_object(response: httpx.Response, what: str, hop: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise SmokeFailure(hop, f"{what}: not a JSON object: {response.text[:200]!r}")
+    return body
 
 
 async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float) -> str:
@@ -90,7 +100,7 @@ async def _round_trip(
         raise SmokeFailure("API", f"POST {api_url}/api/test-log: {type(exc).__name__}: {exc}") from exc
     if response.status_code != 200:
         raise SmokeFailure("API", f"POST {api_url}/api/test-log: HTTP {response.status_code}: {response.text}")
-    seq = response.json()["seq"]
+    seq = _json_object(response, f"POST {api_url}/api/test-log", "API").get("seq")
 
     deadline = sent_at + hop_timeout
     while (remaining := deadline - time.perf_counter()) > 0:

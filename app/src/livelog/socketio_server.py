@@ -110,11 +110,12 @@ class LogHub:
                 mark = self.seen[event].setdefault(run_id, max((line["seq"] for line in lines), default=0))
                 lines = [line for line in lines if line["seq"] <= mark]
                 replayed += len(lines)
+                # ignore_queue: a replay is for this node's client only, not for the other nodes through Redis
                 if sub.batch and lines:
-                    await self.sio.emit("logs", lines, to=sid)
+                    await self.sio.emit("logs", lines, to=sid, ignore_queue=True)
                 elif lines:
                     for line in lines:
-                        await self.sio.emit("log", line, to=sid)
+                        await self.sio.emit("log", line, to=sid, ignore_queue=True)
         return replayed
 
     async def unsubscribe(self, sid: str, sub: Subscription) -> None:
@@ -150,7 +151,8 @@ class HubRedisManager(socketio.AsyncRedisManager):
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         event = message.get("event")
-        if self.hub is None or message.get("host_id") == self.host_id or event not in ("log", "logs"):
+        broadcast = event in ("log", "logs") and isinstance(message.get("room"), list)  # to run/all rooms
+        if self.hub is None or message.get("host_id") == self.host_id or not broadcast:
             await super()._handle_emit(message)
             return
         async with self.hub.lock:
@@ -185,6 +187,11 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        if manager is not None and not sio.manager_initialized:
+            # python-socketio starts listening to Redis at the first client; start now, so this node
+            # follows what the other nodes emit (and its marks stay right) before anyone subscribes
+            sio.manager_initialized = True
+            manager.initialize()
         log.info(
             "[SOCKETIO_SERVER] Listening on %s:%s (backlog %d lines per run, message queue: %s)",
             settings.socketio_host,

@@ -1,7 +1,7 @@
 """A Socket.IO client that follows runs: it records every line it is sent, and after a lost connection it
 connects again (to the next of its URLs, when it has several) and resubscribes from the last seq it has.
 
-Used by the tests, the benchmark and the cluster check; a browser does the same (see static/viewer.html).
+Used by the tests and the cluster check; a browser does the same (see static/viewer.html).
 Nothing is filtered here: duplicates or gaps stay visible to whoever checks the lines.
 """
 
@@ -43,6 +43,15 @@ class LogSubscriber:
     def last_seq(self) -> int:
         return max((line["seq"] for line in self.lines), default=0)
 
+    def _resume_from(self) -> Any:
+        """What to resubscribe from: the last seq of the run, or of each run for `*`."""
+        if self.run_id != "*":
+            return self.last_seq()
+        marks: dict[str, int] = {}
+        for line in self.lines:
+            marks[line["run_id"]] = max(marks.get(line["run_id"], 0), line["seq"])
+        return marks
+
     def seqs(self, run_id: str | None = None) -> list[int]:
         return [line["seq"] for line in self.lines if run_id is None or line["run_id"] == run_id]
 
@@ -65,7 +74,7 @@ class LogSubscriber:
 
     async def _on_connect(self) -> None:
         self.connects += 1
-        after = self.first_after_seq if self.connects == 1 else self.last_seq()
+        after = self.first_after_seq if self.connects == 1 else self._resume_from()
         payload = {"run_id": self.run_id, "after_seq": after, "batch": self.batch}
         await self.sio.emit("subscribe", payload, callback=self._on_ack)
 
@@ -87,6 +96,10 @@ class LogSubscriber:
                 return
             except (socketio.exceptions.ConnectionError, TimeoutError, RuntimeError) as exc:
                 log.info("reconnect to %s failed: %s", self.urls[self._current], exc)
+                if self.sio.connected:  # connected but not subscribed: start over
+                    self._closing = True
+                    await self.sio.disconnect()
+                    self._closing = False
 
     async def _on_log(self, line: dict[str, Any]) -> None:
         self.events += 1
