@@ -54,21 +54,31 @@ def serve(component: str) -> int:
 def serve_all() -> int:
     """Both services for a developer's terminal: two processes, as under systemd; Ctrl-C stops both."""
     command = [sys.executable, "-m", "livelog", "serve"]
-    children = [subprocess.Popen([*command, "socketio"])]
+    children = {"socketio": subprocess.Popen([*command, "socketio"])}
     time.sleep(1)  # the API dials the Socket.IO server at startup; give it a head start
-    children.append(subprocess.Popen([*command, "api"]))
+    children["api"] = subprocess.Popen([*command, "api"])
+    asked_to_stop = False
 
     def stop(*_: object) -> None:
-        for child in children:
+        nonlocal asked_to_stop
+        asked_to_stop = True
+        for child in children.values():
             if child.poll() is None:
                 child.terminate()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while all(child.poll() is None for child in children):
+    while all(child.poll() is None for child in children.values()):
         time.sleep(0.2)
-    stop()
-    return max(child.wait() for child in children)
+    if not asked_to_stop:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"livelog: the {name} service exited ({child.returncode}); stopping the other", file=sys.stderr)
+        stop()
+        asked_to_stop = False
+    for child in children.values():
+        child.wait()
+    return 0 if asked_to_stop else 1
 
 
 def smoke(args: argparse.Namespace) -> int:
