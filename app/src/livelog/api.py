@@ -52,11 +52,15 @@ def create_api(settings: Settings) -> FastAPI:
     if settings.livelog_cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.livelog_cors_origins, allow_methods=["GET", "POST"])
 
+    def new_run(run_id: str, workflow: str, params: dict[str, Any]) -> RunStore:
+        store: RunStore = app.state.store
+        if not store.create_run(run_id, workflow, params):
+            raise HTTPException(status_code=409, detail=f"run {run_id} exists")
+        return store
+
     def start_run(request: RunRequest) -> str:
         run_id = request.run_id or uuid.uuid4().hex[:16]
-        store: RunStore = app.state.store
-        if not store.create_run(run_id, request.workflow, request.model_dump(exclude={"run_id"})):
-            raise HTTPException(status_code=409, detail=f"run {run_id} exists")
+        store = new_run(run_id, request.workflow, request.model_dump(exclude={"run_id"}))
         task = asyncio.create_task(_execute(run_id, request, store, app.state.broadcaster))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -105,9 +109,7 @@ def create_api(settings: Settings) -> FastAPI:
     async def test_log(request: TestLogRequest | None = None) -> dict[str, Any]:
         request = request or TestLogRequest()
         run_id = request.run_id or f"test-{uuid.uuid4().hex[:12]}"
-        store: RunStore = app.state.store
-        if not store.create_run(run_id, "test-log", {}):
-            raise HTTPException(status_code=409, detail=f"run {run_id} exists")
+        store = new_run(run_id, "test-log", {})
         line = RunLogger(run_id, store, app.state.broadcaster)(f"[TEST] {request.message}")
         store.finish_run(run_id, "succeeded")
         return {"run_id": run_id, "seq": line["seq"], "endpoint": app.state.broadcaster.endpoint}

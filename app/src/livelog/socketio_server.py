@@ -257,21 +257,27 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
 
     @sio.event
     async def subscribe(sid: str, data: Any = None) -> dict[str, Any]:
-        try:
-            sub = Subscription.model_validate(data)
-        except ValidationError as exc:
-            return {"ok": False, "error": _first_error(exc)}
+        sub = _parse_subscription(data)
+        if isinstance(sub, dict):
+            return sub
         replayed = await hub.subscribe(sid, sub)
         return {"ok": True, "room": _room(sub.run_id, sub.batch), "replayed": replayed}
 
     @sio.event
     async def unsubscribe(sid: str, data: Any = None) -> dict[str, Any]:
-        try:
-            sub = Subscription.model_validate(data)
-        except ValidationError as exc:
-            return {"ok": False, "error": _first_error(exc)}
+        sub = _parse_subscription(data)
+        if isinstance(sub, dict):
+            return sub
         await hub.unsubscribe(sid, sub)
         return {"ok": True}
+
+
+def _parse_subscription(data: Any) -> Subscription | dict[str, Any]:
+    """The client's payload as a Subscription, or the refusal to acknowledge with."""
+    try:
+        return Subscription.model_validate(data)
+    except ValidationError as exc:
+        return {"ok": False, "error": _first_error(exc)}
 
 
 def _first_error(exc: ValidationError) -> str:
