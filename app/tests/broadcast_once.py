@@ -29,7 +29,7 @@ async def main(run_id: str) -> None:
         await asyncio.sleep(0.02)
     await broadcaster.close(drain_timeout=0)
     localhost = sorted({info[4][0] for info in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)})
-    print(json.dumps({"localhost": localhost, "stats": broadcaster.stats(), "log": warnings}))
+    print(json.dumps({"localhost": localhost, "stats": broadcaster.state().model_dump(mode="json"), "log": warnings}))
 
 
 asyncio.run(main(sys.argv[1]))

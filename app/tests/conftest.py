@@ -1,123 +1,110 @@
-"""Real services for the tests: `livelog serve` processes on free loopback ports, and real Socket.IO clients."""
+"""Fixtures: real `livelog serve` processes (livelog.testing), fresh per test where a test stops or restarts one,
+shared per module where tests only talk to them (each such test uses run ids of its own)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
+import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from livelog.subscriber import LogSubscriber as LogClient  # noqa: F401  (the tests' client)
-
-# variables of the services that must not leak in from the developer's shell
-SERVICE_VARIABLES = ("REST_API_", "SOCKETIO_", "LIVELOG_")
+from livelog.testing import Service, free_port, service_env, start_services
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Services:
+    """Starts `livelog serve` processes in one work directory and kills them all at the end."""
 
-
-def service_env(**settings: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_VARIABLES)}
-    env.update({key: str(value) for key, value in settings.items()})
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Service:
-    """One `livelog serve <component>` process, started and stopped like systemd would."""
-
-    def __init__(self, component: str, port: int, workdir: Path, env: dict[str, str]) -> None:
-        self.component = component
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.env = env
-        self.log_path = workdir / f"{component}-{port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.started: list[Service] = []
 
-    def start(self, wait: bool = True) -> Service:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "livelog", "serve", self.component],
-                cwd=self.workdir,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if wait:
-            self.wait_healthy()
-        return self
-
-    def wait_healthy(self, seconds: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.component} exited {self.process.returncode}:\n{self.output()}")
-            try:
-                return httpx.get(f"{self.url}/health", timeout=1).json()
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.component} not healthy after {seconds}s:\n{self.output()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=15)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """Factory: services("socketio", LIVELOG_BROADCAST_TOKEN="t") starts one and stops it after the test."""
-    started: list[Service] = []
-
-    def start(component: str, port: int | None = None, wait: bool = True, **settings: Any) -> Service:
+    def make(self, component: str, port: int | None = None, host: str = "127.0.0.1", **settings: Any) -> Service:
+        """A service, configured but not started."""
         port = port or free_port()
         key = "SOCKETIO_PORT" if component == "socketio" else "REST_API_PORT"
-        settings.setdefault("LIVELOG_DATA_DIR", str(tmp_path / f"data-{component}"))
-        service = Service(component, port, tmp_path, service_env(**{key: port}, **settings))
-        started.append(service)
-        return service.start(wait=wait)
+        settings.setdefault("LIVELOG_DATA_DIR", str(self.workdir / f"data-{component}-{host}"))
+        service = Service(component, port, self.workdir, service_env(**{key: port}, **settings), host=host)
+        self.started.append(service)
+        return service
 
-    yield start
-    for service in started:
-        service.stop(signal.SIGKILL)
+    def __call__(self, component: str, port: int | None = None, **settings: Any) -> Service:
+        """A service, started and answering /health."""
+        service = self.make(component, port, **settings)
+        start_services(service)
+        return service
+
+    def pair(self, **settings: Any) -> tuple[Service, Service]:
+        """A Socket.IO server and an API that broadcasts to it, as on a single host, started together."""
+        sio = self.make("socketio", **settings)
+        api = self.make("api", SOCKETIO_PORT=sio.port, **settings)
+        start_services(sio, api)
+        return sio, api
+
+    def stop_all(self) -> None:
+        for service in self.started:
+            service.stop(signal.SIGKILL)
 
 
 @pytest.fixture
-def pair(services: Callable[..., Service]) -> tuple[Service, Service]:
-    """A Socket.IO server and an API that broadcasts to it, as on a single host."""
-    sio = services("socketio")
-    api = services("api", SOCKETIO_PORT=sio.port)
-    return sio, api
+def services(tmp_path: Path) -> Iterator[Services]:
+    """Services for this test alone."""
+    started = Services(tmp_path)
+    yield started
+    started.stop_all()
 
 
-async def eventually(condition: Callable[[], bool], seconds: float = 15, what: str = "condition") -> None:
-    """Wait until `condition()` holds; a bound for a failing test, not a performance claim."""
+@pytest.fixture(scope="module")
+def module_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Services shared by the tests of a module."""
+    started = Services(tmp_path_factory.mktemp("services"))
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def pair(services: Services) -> tuple[Service, Service]:
+    """A pair for a test that stops or restarts one of them."""
+    return services.pair()
+
+
+@pytest.fixture(scope="module")
+def shared_pair(module_services: Services) -> tuple[Service, Service]:
+    """A pair for the tests of a module that only talk to it."""
+    return module_services.pair()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, without persistence."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server is missing: scripts/bootstrap.sh installs it"
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=tmp_path_factory.mktemp("redis"),
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def wait_listening(port: int, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def make_lines(run_id: str, first: int, last: int) -> list[dict[str, Any]]:
-    return [
-        {"run_id": run_id, "seq": seq, "ts": time.time(), "level": "INFO", "message": f"line {seq}"}
-        for seq in range(first, last + 1)
-    ]
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

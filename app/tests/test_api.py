@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 import pytest
-from conftest import LogClient, Service, eventually, free_port
+from conftest import Services
+
+from livelog.subscriber import LogSubscriber
+from livelog.testing import Service, eventually, free_port
 
 
 def run_status(api: Service, run_id: str) -> str:
@@ -15,7 +16,7 @@ def run_status(api: Service, run_id: str) -> str:
 
 async def test_demo_run_streams_live_and_survives_an_api_restart(pair: tuple[Service, Service]) -> None:
     sio, api = pair
-    client = await LogClient(sio.url, "demo-1").connect()
+    client = await LogSubscriber(sio.url, "demo-1").connect()
 
     response = httpx.post(f"{api.url}/api/runs", json={"run_id": "demo-1", "interval_ms": 5})
     assert response.status_code == 202
@@ -38,15 +39,15 @@ async def test_demo_run_streams_live_and_survives_an_api_restart(pair: tuple[Ser
     await client.close()
 
 
-def test_startup_names_the_endpoint(pair: tuple[Service, Service]) -> None:
-    sio, api = pair
+def test_startup_names_the_endpoint(shared_pair: tuple[Service, Service]) -> None:
+    sio, api = shared_pair
     assert f"[HTTP_BROADCASTER] Socket.IO endpoint: http://127.0.0.1:{sio.port}" in api.output()
     assert httpx.get(f"{api.url}/health").json()["broadcaster"]["endpoint"] == f"http://127.0.0.1:{sio.port}"
 
 
-async def test_test_log_returns_run_and_seq(pair: tuple[Service, Service]) -> None:
-    sio, api = pair
-    client = await LogClient(sio.url, "probe-1").connect()
+async def test_test_log_returns_run_and_seq(shared_pair: tuple[Service, Service]) -> None:
+    sio, api = shared_pair
+    client = await LogSubscriber(sio.url, "probe-1").connect()
     answer = httpx.post(f"{api.url}/api/test-log", json={"run_id": "probe-1", "message": "hi"}).json()
     assert answer["run_id"] == "probe-1" and answer["seq"] == 1
     await eventually(lambda: [line["message"] for line in client.lines] == ["[TEST] hi"], what="the test line")
@@ -69,9 +70,9 @@ async def test_test_log_returns_run_and_seq(pair: tuple[Service, Service]) -> No
     ],
 )
 def test_bad_requests_get_4xx(
-    pair: tuple[Service, Service], method: str, path: str, body: bytes | None, status: int
+    shared_pair: tuple[Service, Service], method: str, path: str, body: bytes | None, status: int
 ) -> None:
-    _, api = pair
+    _, api = shared_pair
     httpx.post(f"{api.url}/api/test-log", json={"run_id": "dup-1"})
     headers = {"Content-Type": "application/json"}
     response = httpx.request(method, f"{api.url}{path}", content=body, headers=headers)
@@ -79,7 +80,7 @@ def test_bad_requests_get_4xx(
     assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
 
 
-async def test_runs_finish_while_socketio_is_down_and_lines_follow(services: Callable[..., Service]) -> None:
+async def test_runs_finish_while_socketio_is_down_and_lines_follow(services: Services) -> None:
     port = free_port()
     api = services("api", SOCKETIO_PORT=port)
     run_id = httpx.post(f"{api.url}/api/runs", json={"workflow": "chatter", "lines": 30, "interval_ms": 0}).json()[
@@ -94,7 +95,7 @@ async def test_runs_finish_while_socketio_is_down_and_lines_follow(services: Cal
 
     sio = services("socketio", port=port)
     await eventually(lambda: httpx.get(f"{api.url}/health").json()["broadcaster"]["queued"] == 0, what="drain")
-    client = await LogClient(sio.url, run_id).connect()
+    client = await LogSubscriber(sio.url, run_id).connect()
     await eventually(lambda: len(client.lines) == 32, what="all 32 lines replayed")
     assert client.seqs() == list(range(1, 33))
     assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"

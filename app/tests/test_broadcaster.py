@@ -8,9 +8,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from conftest import LogClient, Service, eventually, free_port, make_lines
+from conftest import Services
 
 from livelog.broadcaster import HttpBroadcaster
+from livelog.subscriber import LogSubscriber
+from livelog.testing import eventually, free_port, make_lines
 
 FAST_RETRY = {"backoff_initial": 0.01, "backoff_max": 0.02, "log_interval": 60}
 
@@ -111,16 +113,16 @@ async def test_broadcast_never_waits_while_the_server_is_down(silent_port: int) 
     broadcaster = HttpBroadcaster(f"http://127.0.0.1:{silent_port}", queue_size=100, batch_max=10, timeout=60)
     await broadcaster.start()
     broadcaster.broadcast(make_lines("r1", 1, 1)[0])
-    await eventually(lambda: broadcaster.queued == 1 and not broadcaster._queue, what="first batch in flight")
+    await eventually(lambda: broadcaster.queued == 1 and not broadcaster.waiting, what="first batch in flight")
     for line in make_lines("r1", 2, 5001):
         assert broadcaster.broadcast(line) is None
     assert broadcaster.queued == 101, "100 queued + the one in flight"
     assert broadcaster.dropped == 4900
-    assert [line["seq"] for line in broadcaster._queue][:2] == [4902, 4903], "the oldest went first"
+    assert [line["seq"] for line in broadcaster.waiting][:2] == [4902, 4903], "the oldest went first"
     await broadcaster.close(drain_timeout=0)
 
 
-async def test_queued_lines_arrive_in_order_once_the_server_is_back(services: Callable[..., Service]) -> None:
+async def test_queued_lines_arrive_in_order_once_the_server_is_back(services: Services) -> None:
     port = free_port()
     broadcaster = HttpBroadcaster(f"http://127.0.0.1:{port}", **FAST_RETRY)
     await broadcaster.start()
@@ -131,18 +133,18 @@ async def test_queued_lines_arrive_in_order_once_the_server_is_back(services: Ca
     sio = services("socketio", port=port)
     await eventually(lambda: broadcaster.sent == 50, what="queued lines delivered")
     assert not broadcaster.failing
-    client = await LogClient(sio.url, "late").connect()
+    client = await LogSubscriber(sio.url, "late").connect()
     await eventually(lambda: len(client.lines) == 50, what="replay of 50 lines")
     assert client.seqs() == list(range(1, 51))
     await client.close()
     await broadcaster.close()
 
 
-async def test_a_rejected_batch_is_dropped_and_counted(services: Callable[..., Service]) -> None:
+async def test_a_rejected_batch_is_dropped_and_counted(services: Services) -> None:
     sio = services("socketio")
     broadcaster = HttpBroadcaster(sio.url, **FAST_RETRY)
     await broadcaster.start()
-    broadcaster.broadcast({"run_id": "r1", "seq": "not a number"})
+    broadcaster.broadcast({"run_id": "r1", "seq": "not a number"})  # type: ignore[typeddict-item]
     await eventually(lambda: broadcaster.dropped == 1, what="the bad line to be dropped")
     assert broadcaster.last_error_kind == "other" and "HTTP 422" in (broadcaster.last_error or "")
     broadcaster.broadcast(make_lines("r1", 1, 1)[0])

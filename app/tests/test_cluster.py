@@ -6,46 +6,28 @@ both (`SOCKETIO_INTERNAL_HOST=127.0.0.2,127.0.0.3`) and fails over when one is g
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LogClient, Service, eventually, free_port
+from conftest import Services
+
+from livelog.subscriber import LogSubscriber
+from livelog.testing import Service, eventually, free_port, start_services
 
 NODES = ("127.0.0.2", "127.0.0.3")
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = shutil.which("redis-server")
-    assert server, "redis-server is missing: scripts/bootstrap.sh installs it"
+@pytest.fixture(scope="module")
+def cluster(module_services: Services, redis_url: str) -> tuple[list[Service], Service]:
+    """Shared by the module's tests; the one that stops a node comes last."""
     port = free_port()
-    process = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.kill()
-        process.wait()
-
-
-@pytest.fixture
-def cluster(services: Callable[..., Service], redis_url: str) -> tuple[list[Service], Service]:
-    port = free_port()
-    nodes = []
-    for host in NODES:
-        node = services("socketio", port=port, wait=False, SOCKETIO_HOST=host, LIVELOG_REDIS_URL=redis_url)
-        node.url = f"http://{host}:{port}"
-        node.wait_healthy()
-        nodes.append(node)
-    api = services("api", SOCKETIO_PORT=port, SOCKETIO_INTERNAL_HOST=",".join(NODES))
+    nodes = [
+        module_services.make("socketio", port, host=host, SOCKETIO_HOST=host, LIVELOG_REDIS_URL=redis_url)
+        for host in NODES
+    ]
+    api = module_services.make("api", SOCKETIO_PORT=port, SOCKETIO_INTERNAL_HOST=",".join(NODES))
+    start_services(*nodes, api)
     return nodes, api
 
 
@@ -57,15 +39,15 @@ def start_chatter(api: Service, run_id: str, lines: int, interval_ms: int) -> in
 
 async def test_every_client_on_every_node_gets_every_line(cluster: tuple[list[Service], Service]) -> None:
     nodes, api = cluster
-    clients = [await LogClient(node.url, "c-200").connect() for node in nodes]
-    batched = await LogClient(nodes[1].url, "c-200", batch=True).connect()
+    clients = [await LogSubscriber(node.url, "c-200").connect() for node in nodes]
+    batched = await LogSubscriber(nodes[1].url, "c-200", batch=True).connect()
 
     total = start_chatter(api, "c-200", lines=200, interval_ms=2)
 
     for client in [*clients, batched]:
         await eventually(lambda client=client: len(client.lines) >= total, what="all lines on every node")
         assert client.seqs() == list(range(1, total + 1))
-    late = await LogClient(nodes[1].url, "c-200", after_seq=150).connect()
+    late = await LogSubscriber(nodes[1].url, "c-200", after_seq=150).connect()
     await eventually(lambda: len(late.lines) == total - 150, what="replay from the other node")
     assert late.seqs() == list(range(151, total + 1))
     for client in [*clients, batched, late]:
@@ -75,8 +57,8 @@ async def test_every_client_on_every_node_gets_every_line(cluster: tuple[list[Se
 async def test_a_node_stops_mid_run(cluster: tuple[list[Service], Service]) -> None:
     """Node 1 (the broadcaster's first choice) dies; its client moves to node 2 and misses nothing."""
     nodes, api = cluster
-    moving = await LogClient([node.url for node in nodes], "c-fail").connect()
-    staying = await LogClient(nodes[1].url, "c-fail").connect()
+    moving = await LogSubscriber([node.url for node in nodes], "c-fail").connect()
+    staying = await LogSubscriber(nodes[1].url, "c-fail").connect()
     total = start_chatter(api, "c-fail", lines=300, interval_ms=5)
 
     await eventually(lambda: len(moving.lines) >= 50, what="the run to be under way")

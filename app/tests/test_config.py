@@ -51,7 +51,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
 
 def test_cors_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIVELOG_CORS_ORIGINS", "https://a.example, https://b.example")
-    assert Settings().livelog_cors_origins == ["https://a.example", "https://b.example"]
+    assert Settings().cors_origins == ["https://a.example", "https://b.example"]
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "seven"])

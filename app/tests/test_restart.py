@@ -5,14 +5,16 @@ from __future__ import annotations
 import signal
 
 import httpx
-from conftest import LogClient, Service, eventually
+
+from livelog.subscriber import LogSubscriber
+from livelog.testing import Service, eventually
 
 LINES = 150
 
 
 async def test_socketio_killed_mid_run(pair: tuple[Service, Service]) -> None:
     sio, api = pair
-    client = await LogClient(sio.url, "restart-1").connect()
+    client = await LogSubscriber(sio.url, "restart-1").connect()
     body = {"workflow": "chatter", "run_id": "restart-1", "lines": LINES, "interval_ms": 10}
     assert httpx.post(f"{api.url}/api/runs", json=body).status_code == 202
 

@@ -11,12 +11,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LogClient, Service, eventually, service_env
+from conftest import Services
+
+from livelog.subscriber import LogSubscriber
+from livelog.testing import Service, eventually, service_env
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -24,6 +26,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 CHILD = Path(__file__).with_name("broadcast_once.py")
+
+
+@pytest.fixture(scope="module")
+def sio(module_services: Services) -> Service:
+    """A real Socket.IO server on 127.0.0.1 only; each test follows a run of its own."""
+    return module_services("socketio", SOCKETIO_HOST="127.0.0.1")
 
 
 def broadcast_with_ipv6_localhost(tmp_path: Path, run_id: str, **settings: Any) -> dict[str, Any]:
@@ -45,9 +53,8 @@ def broadcast_with_ipv6_localhost(tmp_path: Path, run_id: str, **settings: Any) 
     return report
 
 
-async def test_dialling_localhost_fails_and_names_the_cause(tmp_path: Path, services: Callable[..., Service]) -> None:
-    sio = services("socketio", SOCKETIO_HOST="127.0.0.1")
-    client = await LogClient(sio.url, "via-localhost").connect()
+async def test_dialling_localhost_fails_and_names_the_cause(tmp_path: Path, sio: Service) -> None:
+    client = await LogSubscriber(sio.url, "via-localhost").connect()
 
     report = broadcast_with_ipv6_localhost(
         tmp_path, "via-localhost", SOCKETIO_INTERNAL_HOST="localhost", SOCKETIO_PORT=sio.port
@@ -64,16 +71,14 @@ async def test_dialling_localhost_fails_and_names_the_cause(tmp_path: Path, serv
 
 
 @pytest.mark.parametrize("socketio_host", [None, "0.0.0.0", "::"])
-async def test_default_endpoint_delivers(
-    tmp_path: Path, services: Callable[..., Service], socketio_host: str | None
-) -> None:
-    sio = services("socketio", SOCKETIO_HOST="127.0.0.1")
-    client = await LogClient(sio.url, "via-default").connect()
+async def test_default_endpoint_delivers(tmp_path: Path, sio: Service, socketio_host: str | None) -> None:
+    run_id = f"via-default-{socketio_host or 'unset'}".replace(":", "v6")
+    client = await LogSubscriber(sio.url, run_id).connect()
     settings = {"SOCKETIO_PORT": sio.port}
     if socketio_host:
         settings["SOCKETIO_HOST"] = socketio_host  # the API's copy of a wildcard bind address
 
-    report = broadcast_with_ipv6_localhost(tmp_path, "via-default", **settings)
+    report = broadcast_with_ipv6_localhost(tmp_path, run_id, **settings)
 
     assert f"[HTTP_BROADCASTER] Socket.IO endpoint: http://127.0.0.1:{sio.port}" in report["log"]
     assert report["stats"]["sent"] == 1, report

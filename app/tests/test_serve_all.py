@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import free_port, service_env
+
+from livelog.testing import free_port, service_env
 
 
 def start_all(tmp_path: Path) -> tuple[subprocess.Popen[str], str, str]:

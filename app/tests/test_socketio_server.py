@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import LogClient, Service, eventually, make_lines
+from conftest import Services
+
+from livelog.models import LogLine
+from livelog.subscriber import LogSubscriber
+from livelog.testing import Service, eventually, make_lines
 
 TOKEN = "s3cret-token"
+SETTINGS = {"LIVELOG_BROADCAST_TOKEN": TOKEN, "LIVELOG_MAX_BODY_BYTES": 8192, "LIVELOG_BACKLOG_SIZE": 20}
+
+
+@pytest.fixture(scope="module")
+def sio(module_services: Services) -> Service:
+    """One server for the module: each test uses run ids of its own."""
+    return module_services("socketio", **SETTINGS)
 
 
 @pytest.fixture
-def sio(services: Callable[..., Service]) -> Service:
-    return services("socketio", LIVELOG_BROADCAST_TOKEN=TOKEN, LIVELOG_MAX_BODY_BYTES=8192, LIVELOG_BACKLOG_SIZE=20)
+def fresh_sio(services: Services) -> Iterator[Service]:
+    """A server of its own, for a test that replays every run the server has."""
+    yield services("socketio", **SETTINGS)
+
+
+async def no_clients_left(sio: Service) -> None:
+    """Clients of earlier tests have gone (the server learns of a disconnect a moment after the client)."""
+    await eventually(lambda: sio.health()["connections"]["clients"] == 0, what="earlier clients to disconnect")
 
 
 def post(sio: Service, body: object, token: str | None = TOKEN) -> httpx.Response:
@@ -21,12 +38,13 @@ def post(sio: Service, body: object, token: str | None = TOKEN) -> httpx.Respons
     return httpx.post(f"{sio.url}/internal/broadcast", json=body, headers=headers, timeout=5)
 
 
-def publish(sio: Service, lines: list[dict]) -> None:
+def publish(sio: Service, lines: list[LogLine]) -> None:
     response = post(sio, {"lines": lines})
     assert response.status_code == 200, response.text
 
 
-def test_health(sio: Service) -> None:
+async def test_health(sio: Service) -> None:
+    await no_clients_left(sio)
     health = httpx.get(f"{sio.url}/health").json()
     assert health["status"] == "healthy"
     assert health["service"] == "socketio"
@@ -42,10 +60,11 @@ def test_broadcast_needs_the_token(sio: Service, token: str | None) -> None:
 
 
 def test_broadcast_with_the_token(sio: Service) -> None:
-    response = post(sio, {"lines": make_lines("r1", 1, 3)})
+    response = post(sio, {"lines": make_lines("token-ok", 1, 3)})
     assert response.status_code == 200
     assert response.json() == {"accepted": 3, "emitted": 3}
-    assert post(sio, {"lines": make_lines("r1", 1, 3)}).json() == {"accepted": 3, "emitted": 0}, "a retry emits nothing"
+    retry = post(sio, {"lines": make_lines("token-ok", 1, 3)}).json()
+    assert retry == {"accepted": 3, "emitted": 0}, "a retry emits nothing"
 
 
 @pytest.mark.parametrize(
@@ -88,14 +107,14 @@ def test_oversized_bodies_get_413(sio: Service) -> None:
 
 
 async def test_late_subscriber_is_replayed_then_gets_live_lines(sio: Service) -> None:
-    publish(sio, make_lines("r1", 1, 10))
+    publish(sio, make_lines("late", 1, 10))
 
-    whole = await LogClient(sio.url, "r1").connect()
-    tail = await LogClient(sio.url, "r1", after_seq=7).connect()
-    batched = await LogClient(sio.url, "r1", batch=True).connect()
+    whole = await LogSubscriber(sio.url, "late").connect()
+    tail = await LogSubscriber(sio.url, "late", after_seq=7).connect()
+    batched = await LogSubscriber(sio.url, "late", batch=True).connect()
     assert whole.acks[0]["replayed"] == 10 and tail.acks[0]["replayed"] == 3
 
-    publish(sio, make_lines("r1", 11, 12))
+    publish(sio, make_lines("late", 11, 12))
     await eventually(lambda: whole.seqs() == list(range(1, 13)), what="replay + live")
     await eventually(lambda: tail.seqs() == [8, 9, 10, 11, 12], what="replay after seq 7 + live")
     await eventually(lambda: batched.seqs() == list(range(1, 13)), what="batched replay + live")
@@ -104,14 +123,15 @@ async def test_late_subscriber_is_replayed_then_gets_live_lines(sio: Service) ->
         await client.close()
 
 
-async def test_wildcard_subscription(sio: Service) -> None:
+async def test_wildcard_subscription(fresh_sio: Service) -> None:
+    sio = fresh_sio
     publish(sio, make_lines("a", 1, 2) + make_lines("b", 1, 2))
-    live_only = await LogClient(sio.url, "*", after_seq=None).connect()
-    everything = await LogClient(sio.url, "*", after_seq=0).connect()
-    resumed = await LogClient(sio.url, "*", after_seq={"a": 1, "b": 2}).connect()
+    live_only = await LogSubscriber(sio.url, "*", after_seq=None).connect()
+    everything = await LogSubscriber(sio.url, "*", after_seq=0).connect()
+    resumed = await LogSubscriber(sio.url, "*", after_seq={"a": 1, "b": 2}).connect()
     publish(sio, make_lines("c", 1, 1))
 
-    def pairs(client: LogClient) -> list[tuple[str, int]]:
+    def pairs(client: LogSubscriber) -> list[tuple[str, int]]:
         return [(line["run_id"], line["seq"]) for line in client.lines]
 
     await eventually(lambda: ("c", 1) in pairs(resumed) and ("c", 1) in pairs(everything) and live_only.lines)
@@ -124,7 +144,7 @@ async def test_wildcard_subscription(sio: Service) -> None:
 
 async def test_backlog_is_bounded_per_run(sio: Service) -> None:
     publish(sio, make_lines("long", 1, 50))
-    client = await LogClient(sio.url, "long").connect()
+    client = await LogSubscriber(sio.url, "long").connect()
     await eventually(lambda: len(client.lines) == 20, what="the last 20 lines")
     assert client.seqs() == list(range(31, 51))
     await client.close()
@@ -134,7 +154,8 @@ async def test_backlog_is_bounded_per_run(sio: Service) -> None:
     "payload", [None, "r1", {"run_id": "bad id"}, {"run_id": "r1", "after_seq": -1}, {"run_id": "r1", "x": 1}]
 )
 async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object) -> None:
-    client = await LogClient(sio.url, "r1").connect()
+    await no_clients_left(sio)
+    client = await LogSubscriber(sio.url, "refused").connect()
     ack = await client.sio.call("subscribe", payload, timeout=5)
     assert ack["ok"] is False and ack["error"]
     assert client.sio.connected

@@ -7,48 +7,38 @@ data directory; several nodes share it in Redis, so any node can replay any run.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 import redis.asyncio as aioredis
+
+from livelog import sqlite
+from livelog.models import LogLine
 
 # how long a quiet run's lines are kept; checked at most once a minute
 RETENTION_SECONDS = 24 * 3600
 # runs a wildcard subscriber is replayed at most
 MAX_REPLAY_RUNS = 100
 
-_COLUMNS = ("run_id", "seq", "ts", "level", "message")
-
 
 class Backlog(Protocol):
-    async def add(self, lines: list[dict[str, Any]]) -> None: ...
-    async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]: ...
+    async def add(self, lines: list[LogLine]) -> None: ...
+    async def since(self, run_id: str, after_seq: int) -> list[LogLine]: ...
     async def recent_runs(self) -> list[str]: ...
     async def close(self) -> None: ...
 
 
 class SqliteBacklog:
     def __init__(self, path: Path, per_run: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.per_run = per_run
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS lines (run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL,"
-            " level TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID"
-        )
+        self._db = sqlite.connect(path)
         self._next_expiry = 0.0
 
-    async def add(self, lines: list[dict[str, Any]]) -> None:
-        """Store lines; one stored before (a retried batch) stays as it is."""
+    async def add(self, lines: list[LogLine]) -> None:
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO lines VALUES (?, ?, ?, ?, ?)", [[line[c] for c in _COLUMNS] for line in lines]
-            )
+            self._db.executemany(sqlite.INSERT_LINE_IF_NEW, map(sqlite.to_row, lines))
             for run_id in {line["run_id"] for line in lines}:
                 self._db.execute(
                     "DELETE FROM lines WHERE run_id = ? AND seq <= (SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",
@@ -56,12 +46,9 @@ class SqliteBacklog:
                 )
             self._expire()
 
-    async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT run_id, seq, ts, level, message FROM lines WHERE run_id = ? AND seq > ? ORDER BY seq",
-            (run_id, after_seq),
-        )
-        return [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+    async def since(self, run_id: str, after_seq: int) -> list[LogLine]:
+        rows = self._db.execute(f"{sqlite.SELECT_LINES} WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after_seq))
+        return [sqlite.to_line(row) for row in rows]
 
     async def recent_runs(self) -> list[str]:
         rows = self._db.execute(
@@ -94,7 +81,7 @@ class RedisBacklog:
     def _key(self, run_id: str) -> str:
         return f"{self._prefix}run:{run_id}"
 
-    async def add(self, lines: list[dict[str, Any]]) -> None:
+    async def add(self, lines: list[LogLine]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             for line in lines:
                 pipe.zadd(self._key(line["run_id"]), {_canonical(line): line["seq"]}, nx=True)
@@ -105,17 +92,17 @@ class RedisBacklog:
             pipe.zremrangebyscore(f"{self._prefix}runs", 0, time.time() - RETENTION_SECONDS)
             await pipe.execute()
 
-    async def since(self, run_id: str, after_seq: int) -> list[dict[str, Any]]:
-        members = await self._redis.zrangebyscore(self._key(run_id), f"({after_seq}", "+inf")
+    async def since(self, run_id: str, after_seq: int) -> list[LogLine]:
+        members = cast(list[bytes], await self._redis.zrangebyscore(self._key(run_id), f"({after_seq}", "+inf"))
         return [json.loads(member) for member in members]
 
     async def recent_runs(self) -> list[str]:
-        runs = await self._redis.zrevrange(f"{self._prefix}runs", 0, MAX_REPLAY_RUNS - 1)
+        runs = cast(list[bytes], await self._redis.zrevrange(f"{self._prefix}runs", 0, MAX_REPLAY_RUNS - 1))
         return [run.decode() for run in reversed(runs)]
 
     async def close(self) -> None:
         await self._redis.aclose()
 
 
-def _canonical(line: dict[str, Any]) -> str:
+def _canonical(line: LogLine) -> str:
     return json.dumps(line, sort_keys=True, separators=(",", ":"))

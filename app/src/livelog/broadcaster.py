@@ -12,15 +12,16 @@ per `log_interval`; what a full queue pushes out is counted.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from enum import StrEnum
-from typing import Any
 
 import httpx
 
-log = logging.getLogger("livelog.broadcaster")
+from livelog.logs import TaggedLogger
+from livelog.models import BroadcasterState, LogLine
+
+log = TaggedLogger("livelog.broadcaster", "[HTTP_BROADCASTER]")
 
 BROADCAST_PATH = "/internal/broadcast"
 # answers that mean this batch will never be accepted: drop it (counted) rather than block the queue
@@ -33,6 +34,38 @@ class ErrorKind(StrEnum):
     OTHER = "other"
 
 
+class BroadcastError(Exception):
+    """A batch did not reach the Socket.IO server. The message is what the log says."""
+
+    kind = ErrorKind.OTHER
+    retry = True
+
+
+class SocketIOUnreachable(BroadcastError):
+    kind = ErrorKind.CANNOT_REACH
+
+    def __init__(self, endpoint: str, cause: Exception) -> None:
+        super().__init__(f"Cannot reach Socket.IO server at {endpoint}: {cause}")
+
+
+class SocketIOTimeout(BroadcastError):
+    kind = ErrorKind.TIMEOUT
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"Socket.IO server timeout at {endpoint}")
+
+
+class BroadcastFailed(BroadcastError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Failed to broadcast log: {detail}")
+
+
+class BatchRejected(BroadcastFailed):
+    """The server will never accept this batch: it is dropped (counted), not retried."""
+
+    retry = False
+
+
 class _RateLimitedLog:
     """Logs the first failure of each kind, then at most one message per kind per interval."""
 
@@ -41,16 +74,16 @@ class _RateLimitedLog:
         self._last: dict[ErrorKind, float] = {}
         self._suppressed: dict[ErrorKind, int] = {}
 
-    def warning(self, kind: ErrorKind, message: str) -> None:
+    def warning(self, error: BroadcastError) -> None:
         now = time.monotonic()
-        last = self._last.get(kind)
+        last = self._last.get(error.kind)
         if last is not None and now - last < self.interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            self._suppressed[error.kind] = self._suppressed.get(error.kind, 0) + 1
             return
-        suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
+        message = str(error)
+        if suppressed := self._suppressed.pop(error.kind, 0):
             message = f"{message} ({suppressed} similar messages suppressed)"
-        self._last[kind] = now
+        self._last[error.kind] = now
         log.warning(message)
 
     def reset(self) -> None:
@@ -74,7 +107,7 @@ class HttpBroadcaster:
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         self._current = 0
         self._token = token
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[LogLine] = deque()
         self._queue_size = queue_size
         self._batch_max = batch_max
         self._timeout = timeout
@@ -83,27 +116,26 @@ class HttpBroadcaster:
         self._errors = _RateLimitedLog(log_interval)
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
-        self._inflight: list[dict[str, Any]] = []
+        self._inflight: list[LogLine] = []
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.dropped = 0
         self.failures = 0
         self.failing = False
-        self.last_error_kind: ErrorKind | None = None
-        self.last_error: str | None = None
+        self.last_failure: BroadcastError | None = None
 
     @property
     def endpoint(self) -> str:
         return self.endpoints[self._current]
 
     async def start(self) -> None:
-        log.info("[HTTP_BROADCASTER] Socket.IO endpoint: %s", ", ".join(self.endpoints))
+        log.info("Socket.IO endpoint: %s", ", ".join(self.endpoints))
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._client = httpx.AsyncClient(timeout=self._timeout, headers=headers)
         self._task = asyncio.create_task(self._run(), name="http-broadcaster")
 
-    def broadcast(self, line: dict[str, Any]) -> None:
+    def broadcast(self, line: LogLine) -> None:
         """Queue one line for the Socket.IO server. Never blocks, never raises."""
         if len(self._queue) >= self._queue_size:
             self._queue.popleft()
@@ -114,20 +146,34 @@ class HttpBroadcaster:
 
     @property
     def queued(self) -> int:
+        """Lines waiting, and lines in the request under way."""
         return len(self._queue) + len(self._inflight)
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "endpoints": self.endpoints,
-            "state": "failing" if self.failing else "ok",
-            "sent": self.sent,
-            "queued": self.queued,
-            "dropped": self.dropped,
-            "failures": self.failures,
-            "last_error_kind": self.last_error_kind,
-            "last_error": self.last_error,
-        }
+    @property
+    def waiting(self) -> list[LogLine]:
+        """The lines waiting for a request, oldest first."""
+        return list(self._queue)
+
+    @property
+    def last_error_kind(self) -> ErrorKind | None:
+        return self.last_failure.kind if self.last_failure else None
+
+    @property
+    def last_error(self) -> str | None:
+        return str(self.last_failure) if self.last_failure else None
+
+    def state(self) -> BroadcasterState:
+        return BroadcasterState(
+            endpoint=self.endpoint,
+            endpoints=self.endpoints,
+            state="failing" if self.failing else "ok",
+            sent=self.sent,
+            queued=self.queued,
+            dropped=self.dropped,
+            failures=self.failures,
+            last_error_kind=self.last_error_kind,
+            last_error=self.last_error,
+        )
 
     async def close(self, drain_timeout: float = 2.0) -> None:
         """Give queued lines `drain_timeout` seconds to go out, then stop."""
@@ -137,7 +183,7 @@ class HttpBroadcaster:
             except TimeoutError:
                 pass
         if self.queued:
-            log.warning("[HTTP_BROADCASTER] Stopping with %d lines not delivered", self.queued)
+            log.warning("Stopping with %d lines not delivered", self.queued)
         if self._task is not None:
             self._task.cancel()
             try:
@@ -158,47 +204,46 @@ class HttpBroadcaster:
             await self._deliver(self._inflight)
             self._inflight = []
 
-    async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    async def _deliver(self, batch: list[LogLine]) -> None:
         delay = self._backoff_initial
         while True:
-            kind, message, rejected = await self._post(batch)
-            if kind is None:
-                self.sent += len(batch)
-                if self.failing:
-                    log.info("[HTTP_BROADCASTER] Socket.IO server at %s answers again", self.endpoint)
-                    self.failing = False
-                    self._errors.reset()
-                return
-            self.failures += 1
-            self.last_error_kind, self.last_error = kind, message
-            self._errors.warning(kind, message)
-            if rejected:
-                self.dropped += len(batch)
-                return
-            self.failing = True
-            self._current = (self._current + 1) % len(self.endpoints)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_max)
+            try:
+                await self._post(batch)
+            except BroadcastError as error:
+                self.failures += 1
+                self.last_failure = error
+                self._errors.warning(error)
+                if not error.retry:
+                    self.dropped += len(batch)
+                    return
+                self.failing = True
+                self._current = (self._current + 1) % len(self.endpoints)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+                continue
+            self.sent += len(batch)
+            if self.failing:
+                log.info("Socket.IO server at %s answers again", self.endpoint)
+                self.failing = False
+                self._errors.reset()
+            return
 
-    async def _post(self, batch: list[dict[str, Any]]) -> tuple[ErrorKind | None, str, bool]:
-        """Send one batch; return (error kind or None, log message, whether the server rejected it)."""
-        assert self._client is not None, "start() first"
+    async def _post(self, batch: list[LogLine]) -> None:
+        """Send one batch, or raise the BroadcastError that says why it did not arrive."""
+        if self._client is None:
+            raise RuntimeError("HttpBroadcaster.start() first")
+        url = f"{self.endpoint}{BROADCAST_PATH}"
         try:
-            response = await self._client.post(f"{self.endpoint}{BROADCAST_PATH}", json={"lines": batch})
-        except httpx.TimeoutException:
-            return ErrorKind.TIMEOUT, f"[HTTP_BROADCASTER] Socket.IO server timeout at {self.endpoint}", False
+            response = await self._client.post(url, json={"lines": batch})
+        except httpx.TimeoutException as exc:
+            raise SocketIOTimeout(self.endpoint) from exc
         except httpx.ConnectError as exc:
-            return (
-                ErrorKind.CANNOT_REACH,
-                f"[HTTP_BROADCASTER] Cannot reach Socket.IO server at {self.endpoint}: {exc}",
-                False,
-            )
+            raise SocketIOUnreachable(self.endpoint, exc) from exc
         except Exception as exc:  # anything else (a protocol error, a bad URL) must not end the sender
-            return ErrorKind.OTHER, f"[HTTP_BROADCASTER] Failed to broadcast log: {exc!r}", False
+            raise BroadcastFailed(repr(exc)) from exc
         if response.is_success:
-            return None, "", False
-        detail = f"HTTP {response.status_code} from {self.endpoint}{BROADCAST_PATH}: {response.text[:200]}"
-        rejected = response.status_code in REJECTED_STATUSES
-        if rejected:
-            detail += f" (dropped {len(batch)} lines)"
-        return ErrorKind.OTHER, f"[HTTP_BROADCASTER] Failed to broadcast log: {detail}", rejected
+            return
+        detail = f"HTTP {response.status_code} from {url}: {response.text[:200]}"
+        if response.status_code in REJECTED_STATUSES:
+            raise BatchRejected(f"{detail} (dropped {len(batch)} lines)")
+        raise BroadcastFailed(detail)

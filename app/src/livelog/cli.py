@@ -4,38 +4,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
 
-from pydantic import ValidationError
-
 from livelog import __version__
-from livelog.config import Settings, api_endpoint, socketio_endpoint
+from livelog.config import (
+    LOOPBACK,
+    WILDCARD_HOSTS,
+    ConfigurationError,
+    Settings,
+    api_endpoint,
+    load_settings,
+    socketio_endpoint,
+)
+from livelog.logs import configure_logging
+
+# how long `serve all` lets the Socket.IO server take to listen before it starts the API anyway
+SOCKETIO_START_SECONDS = 10.0
 
 
-def load_settings() -> Settings:
-    """Settings from the environment and .env; a bad value ends the process with its name, not a traceback."""
+def settings_or_exit() -> Settings:
+    """The settings; a bad value ends the process with the variable's name, not a traceback."""
     try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(f"livelog: bad configuration: {problems}") from None
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
-    # one line per request would drown the workflow lines; failures are logged by the broadcaster
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+        return load_settings()
+    except ConfigurationError as exc:
+        raise SystemExit(f"livelog: bad configuration: {exc}") from None
 
 
 def serve(component: str) -> int:
     if component == "all":
         return serve_all()
-    settings = load_settings()
-    configure_logging(settings.livelog_log_level)
+    settings = settings_or_exit()
+    configure_logging(settings.log_level)
     import uvicorn
 
     if component == "socketio":
@@ -43,7 +46,7 @@ def serve(component: str) -> int:
 
         app, host, port = create_socketio_app(settings), settings.socketio_host, settings.socketio_port
     else:
-        from livelog.api import create_api
+        from livelog.api_app import create_api
 
         app, host, port = create_api(settings), settings.rest_api_host, settings.rest_api_port
     # log_config=None: uvicorn's records go through the root logger configured above
@@ -53,9 +56,11 @@ def serve(component: str) -> int:
 
 def serve_all() -> int:
     """Both services for a developer's terminal: two processes, as under systemd; Ctrl-C stops both."""
+    settings = settings_or_exit()
     command = [sys.executable, "-m", "livelog", "serve"]
     children = {"socketio": subprocess.Popen([*command, "socketio"])}
-    time.sleep(1)  # the API dials the Socket.IO server at startup; give it a head start
+    # the API dials the Socket.IO server at once: start it when the server listens
+    _wait_listening(settings, children["socketio"])
     children["api"] = subprocess.Popen([*command, "api"])
     asked_to_stop = False
 
@@ -81,10 +86,21 @@ def serve_all() -> int:
     return 0 if asked_to_stop else 1
 
 
+def _wait_listening(settings: Settings, child: subprocess.Popen[bytes]) -> None:
+    host = LOOPBACK if settings.socketio_host in WILDCARD_HOSTS else settings.socketio_host.strip("[]")
+    deadline = time.monotonic() + SOCKETIO_START_SECONDS
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            socket.create_connection((host, settings.socketio_port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def smoke(args: argparse.Namespace) -> int:
     from livelog.smoke import SmokeFailure, run_smoke
 
-    settings = load_settings()
+    settings = settings_or_exit()
     api_url = args.api_url or args.base_url or api_endpoint(settings)
     socketio_url = args.socketio_url or args.base_url or socketio_endpoint(settings)
     try:

@@ -1,7 +1,7 @@
 """Configuration from the environment and `.env`, and the broadcaster's endpoint resolution.
 
 The variable names are the seed's (`SOCKETIO_INTERNAL_HOST`, ...) so existing `.env` files keep working;
-what livelog added is prefixed `LIVELOG_`.
+what livelog added is prefixed `LIVELOG_` in the environment and read here without the prefix.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -19,41 +19,42 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 # Addresses a server binds to in order to listen everywhere; dialling them means nothing portable.
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 LOOPBACK = "127.0.0.1"
+# In LIVELOG_CORS_ORIGINS: any origin may connect.
+ANY_ORIGIN = "*"
+
+
+def _livelog(name: str) -> str:
+    return f"LIVELOG_{name}"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True, str_strip_whitespace=True
+    )
 
-    rest_api_host: str = "127.0.0.1"
+    rest_api_host: str = LOOPBACK
     rest_api_port: Port = 8000
-    socketio_host: str = "127.0.0.1"
+    socketio_host: str = LOOPBACK
     socketio_port: Port = 7000
     socketio_internal_host: str | None = None
 
-    livelog_broadcast_token: SecretStr | None = None
-    livelog_cors_origins: Annotated[list[str], NoDecode] = []
-    livelog_redis_url: SecretStr | None = None
-    livelog_data_dir: Path = Path("livelog-data")
+    broadcast_token: SecretStr | None = Field(None, validation_alias=_livelog("BROADCAST_TOKEN"))
+    cors_origins: Annotated[list[str], NoDecode] = Field([], validation_alias=_livelog("CORS_ORIGINS"))
+    redis_url: SecretStr | None = Field(None, validation_alias=_livelog("REDIS_URL"))
+    data_dir: Path = Field(Path("livelog-data"), validation_alias=_livelog("DATA_DIR"))
     # lines per run the Socket.IO server keeps for late or reconnecting clients
-    livelog_backlog_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    backlog_size: int = Field(1000, ge=1, le=1_000_000, validation_alias=_livelog("BACKLOG_SIZE"))
     # lines the broadcaster holds while the Socket.IO server is away; the oldest go first
-    livelog_queue_size: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
-    livelog_max_body_bytes: Annotated[int, Field(ge=1024)] = 2 * 1024 * 1024
-    livelog_log_level: str = "INFO"
+    queue_size: int = Field(10_000, ge=1, le=10_000_000, validation_alias=_livelog("QUEUE_SIZE"))
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, validation_alias=_livelog("MAX_BODY_BYTES"))
+    log_level: str = Field("INFO", validation_alias=_livelog("LOG_LEVEL"))
 
-    @field_validator("livelog_cors_origins", mode="before")
+    @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
-
-    @field_validator("livelog_broadcast_token", "livelog_redis_url", "socketio_internal_host", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value.strip() if isinstance(value, str) else value
 
     @field_validator("socketio_internal_host", "socketio_host")
     @classmethod
@@ -63,13 +64,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host.strip()!r} is not a host name or IP address (the port is SOCKETIO_PORT)")
         return value
 
-    @property
-    def token(self) -> str | None:
-        return self.livelog_broadcast_token.get_secret_value() if self.livelog_broadcast_token else None
 
-    @property
-    def redis_url(self) -> str | None:
-        return self.livelog_redis_url.get_secret_value() if self.livelog_redis_url else None
+class ConfigurationError(Exception):
+    """The environment or `.env` holds a value livelog cannot run with; the message names the variable."""
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and `.env`, or ConfigurationError naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(problems) from None
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
@@ -103,8 +113,8 @@ def socketio_dial_hosts(settings: Settings) -> list[str]:
     """
     if settings.socketio_internal_host:
         return [host.strip() for host in settings.socketio_internal_host.split(",") if host.strip()]
-    if settings.socketio_host.strip() not in WILDCARD_HOSTS:
-        return [settings.socketio_host.strip()]
+    if settings.socketio_host not in WILDCARD_HOSTS:
+        return [settings.socketio_host]
     return [LOOPBACK]
 
 
@@ -118,7 +128,5 @@ def socketio_endpoint(settings: Settings) -> str:
 
 
 def api_endpoint(settings: Settings) -> str:
-    host = settings.rest_api_host.strip()
-    if host in WILDCARD_HOSTS:
-        host = LOOPBACK
+    host = LOOPBACK if settings.rest_api_host in WILDCARD_HOSTS else settings.rest_api_host
     return f"http://{url_host(host)}:{settings.rest_api_port}"

@@ -1,33 +1,127 @@
-"""The wire format of a log line, shared by the API, the broadcaster and the Socket.IO server."""
+"""Every shape that crosses a wire: a log line, a batch of them, a subscription, and the services' answers.
+
+`LogLine` is the one definition of a line. It is a TypedDict, so the store, the backlog, the hub, the broadcaster
+and the workflows pass plain dicts around at no cost, and pydantic validates the same type at the edges.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict  # pydantic validates typing.TypedDict only from Python 3.12
 
 _RUN_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 RUN_ID_PATTERN = f"^{_RUN_ID}$"
-# a run id, or `*` for every run
+# the run selector of a subscription: a run id, or ALL_RUNS
+ALL_RUNS = "*"
 RUN_SELECTOR_PATTERN = rf"^(?:\*|{_RUN_ID})$"
 MAX_MESSAGE_CHARS = 8192
 MAX_BATCH_LINES = 1000
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+SeqMark = Annotated[int, Field(ge=0)]
 
 
-class LogLine(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+@with_config(ConfigDict(extra="forbid"))
+class LogLine(TypedDict):
     run_id: RunId
-    seq: Annotated[int, Field(ge=1)]
-    ts: float
-    level: Level = "INFO"
+    seq: Annotated[int, Field(ge=1)]  # per run, from 1
+    ts: float  # seconds since the epoch, when the workflow logged it
+    level: Annotated[Level, Field(default="INFO")]
     message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
 
 
+class Run(TypedDict):
+    run_id: str
+    workflow: str
+    status: RunStatus
+    params: dict[str, Any]
+    created: float
+    finished: float | None
+    error: str | None
+    lines: int
+
+
 class BroadcastBatch(BaseModel):
+    """The body of `POST /internal/broadcast`."""
+
     model_config = ConfigDict(extra="forbid")
 
     lines: Annotated[list[LogLine], Field(min_length=1, max_length=MAX_BATCH_LINES)]
+
+
+class Subscription(BaseModel):
+    """The payload of the Socket.IO `subscribe` and `unsubscribe` events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: Annotated[str, Field(pattern=RUN_SELECTOR_PATTERN)]
+    # per run: replay lines after this seq (0 = all kept). For `*`: an int for every run, a mapping per
+    # run (runs it does not name are replayed whole), or nothing for live lines only.
+    after_seq: SeqMark | dict[RunId, SeqMark] | None = None
+    batch: bool = False
+
+
+class BroadcastAccepted(BaseModel):
+    accepted: int
+    emitted: int
+
+
+class Connections(BaseModel):
+    clients: int
+    subscriptions: int
+
+
+class LineCounts(BaseModel):
+    received: int
+    emitted: int
+
+
+class SocketIOHealth(BaseModel):
+    status: Literal["healthy"]
+    service: Literal["socketio"]
+    port: int
+    connections: Connections
+    lines: LineCounts
+
+
+class BroadcasterState(BaseModel):
+    endpoint: str
+    endpoints: list[str]
+    state: Literal["ok", "failing"]
+    sent: int
+    queued: int
+    dropped: int
+    failures: int
+    last_error_kind: Literal["cannot_reach", "timeout", "other"] | None
+    last_error: str | None
+
+
+class ApiHealth(BaseModel):
+    status: Literal["healthy", "degraded"]
+    service: Literal["api"]
+    port: int
+    runs_active: int
+    broadcaster: BroadcasterState
+
+
+class RunStarted(BaseModel):
+    run_id: str
+    status: Literal["running"]
+    logs: str
+
+
+class TestLogRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: RunId | None = None
+    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)] = "livelog test line"
+
+
+class TestLogSent(BaseModel):
+    run_id: str
+    seq: int
+    endpoint: str

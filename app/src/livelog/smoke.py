@@ -63,9 +63,10 @@ async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float) -> str:
         client = socketio.AsyncClient(reconnection=False)
         arrived: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
 
-        @client.on("log")
         async def on_log(line: dict[str, Any]) -> None:
             await arrived.put((time.perf_counter(), line))
+
+        client.on("log", on_log)
 
         try:
             await client.connect(socketio_url, wait_timeout=hop_timeout)

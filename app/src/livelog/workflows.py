@@ -1,5 +1,6 @@
-"""Workflows: a planner decides the next step, an executor runs it; every line goes to the log stream.
+"""Workflows: a planner decides the next step, an executor runs it; every line goes to the run's log.
 
+A workflow is an async function of its request and an `Emit`; WORKFLOWS names them (adding one is one entry).
 `kudos-report` is the demo: a few steps with small delays, to watch a run stream in a browser.
 `chatter` emits a given number of lines at a given interval, for load and failover tests.
 """
@@ -7,56 +8,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from livelog.models import MAX_MESSAGE_CHARS, RUN_ID_PATTERN, Level
-from livelog.store import RunStore
-
-log = logging.getLogger("livelog.workflows")
+from livelog.models import Level, LogLine, RunId
 
 
-class RunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Emit(Protocol):
+    """Logs one line of the run the workflow is running."""
 
-    workflow: Literal["kudos-report", "chatter"] = "kudos-report"
-    run_id: Annotated[str, Field(pattern=RUN_ID_PATTERN)] | None = None
-    # pause between lines; the demo's default is slow enough to watch
-    interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 150
-    # chatter only: how many lines to emit
-    lines: Annotated[int, Field(ge=1, le=100_000)] = 100
-
-
-class Broadcast(Protocol):
-    def broadcast(self, line: dict[str, Any]) -> None: ...
-
-
-class RunLogger:
-    """Numbers a run's lines, keeps them in the store, hands them to the broadcaster and to stdout."""
-
-    def __init__(self, run_id: str, store: RunStore, broadcaster: Broadcast) -> None:
-        self.run_id = run_id
-        self.seq = 0
-        self._store = store
-        self._broadcaster = broadcaster
-
-    def __call__(self, message: str, level: Level = "INFO") -> dict[str, Any]:
-        self.seq += 1
-        line = {
-            "run_id": self.run_id,
-            "seq": self.seq,
-            "ts": time.time(),
-            "level": level,
-            "message": message[:MAX_MESSAGE_CHARS],
-        }
-        self._store.append_line(line)
-        self._broadcaster.broadcast(line)
-        log.log(logging.getLevelName(level), "%s (run %s #%d)", message, self.run_id, self.seq)
-        return line
+    def __call__(self, message: str, level: Level = "INFO") -> LogLine: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +42,7 @@ KUDOS_REPORT = (
 class Planner:
     """Decides the next action from what has run so far; `None` means the run is complete."""
 
-    def __init__(self, plan: tuple[Action, ...], emit: RunLogger) -> None:
+    def __init__(self, plan: tuple[Action, ...], emit: Emit) -> None:
         self._plan = plan
         self._emit = emit
 
@@ -91,7 +56,7 @@ class Planner:
 
 
 class Executor:
-    def __init__(self, emit: RunLogger, interval: float) -> None:
+    def __init__(self, emit: Emit, interval: float) -> None:
         self._emit = emit
         self._interval = interval
 
@@ -110,14 +75,42 @@ class Executor:
             self._emit(f"[EXECUTOR] chatter line {number}/{count}")
 
 
-async def run_workflow(request: RunRequest, emit: RunLogger) -> None:
-    executor = Executor(emit, request.interval_ms / 1000)
-    if request.workflow == "chatter":
-        emit("[PLANNER] Decision: chatter")
-        await executor.chatter(request.lines)
-        return
+async def kudos_report(request: RunRequest, emit: Emit) -> None:
     planner = Planner(KUDOS_REPORT, emit)
+    executor = Executor(emit, request.interval_ms / 1000)
     done = 0
     while (action := planner.next_action(done)) is not None:
         await executor.run(action)
         done += 1
+
+
+async def chatter(request: RunRequest, emit: Emit) -> None:
+    emit("[PLANNER] Decision: chatter")
+    await Executor(emit, request.interval_ms / 1000).chatter(request.lines)
+
+
+Workflow = Callable[["RunRequest", Emit], Awaitable[None]]
+WORKFLOWS: dict[str, Workflow] = {"kudos-report": kudos_report, "chatter": chatter}
+DEFAULT_WORKFLOW = "kudos-report"
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: Annotated[str, Field(json_schema_extra={"enum": list(WORKFLOWS)})] = DEFAULT_WORKFLOW
+    run_id: RunId | None = None
+    # pause between lines; the demo's default is slow enough to watch
+    interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 150
+    # chatter only: how many lines to emit
+    lines: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+    @field_validator("workflow")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in WORKFLOWS:
+            raise ValueError(f"unknown workflow; one of: {', '.join(WORKFLOWS)}")
+        return name
+
+
+async def run_workflow(request: RunRequest, emit: Emit) -> None:
+    await WORKFLOWS[request.workflow](request, emit)

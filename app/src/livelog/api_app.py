@@ -1,0 +1,49 @@
+"""The REST API's app: builds the store, the broadcaster and the run manager for its lifetime, and mounts the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from livelog.api import router
+from livelog.broadcaster import HttpBroadcaster
+from livelog.config import Settings, reveal, socketio_endpoints
+from livelog.deps import ApiState
+from livelog.logs import TaggedLogger
+from livelog.runs import RunExists, RunManager
+from livelog.store import RunStore
+
+log = TaggedLogger("livelog.api", "[EXECUTOR]")
+
+
+def create_api(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = RunStore(settings.data_dir / "api.sqlite3")
+        if interrupted := store.mark_interrupted():
+            log.warning("%d runs were interrupted by the previous shutdown", interrupted)
+        broadcaster = HttpBroadcaster(
+            socketio_endpoints(settings), token=reveal(settings.broadcast_token), queue_size=settings.queue_size
+        )
+        await broadcaster.start()
+        runs = RunManager(store, broadcaster)
+        app.state.livelog = ApiState(settings=settings, store=store, broadcaster=broadcaster, runs=runs)
+        yield
+        await runs.shutdown()
+        await broadcaster.close()
+        store.close()
+
+    app = FastAPI(title="livelog REST API", lifespan=lifespan)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+    app.add_exception_handler(RunExists, _run_exists)
+    app.include_router(router)
+    return app
+
+
+async def _run_exists(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(exc)})

@@ -1,0 +1,170 @@
+"""Fan-out: lines to rooms, the backlog replayed to new subscribers, each line once and in order on every node.
+
+Rooms: `run:<id>` and `all` get one `log` event per line; `batch:run:<id>` and `batch:all` one `logs` event per
+batch (a list), for clients that subscribed with `batch: true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from enum import StrEnum
+from typing import Any
+
+import socketio
+
+from livelog.backlog import Backlog
+from livelog.models import ALL_RUNS, LogLine, Subscription
+
+# runs whose highest emitted seq a node remembers
+MAX_TRACKED_RUNS = 10_000
+
+
+class Event(StrEnum):
+    """What the server emits: one line, or a list of lines of one run."""
+
+    LINE = "log"
+    BATCH = "logs"
+
+    @classmethod
+    def of(cls, batch: bool) -> Event:
+        return cls.BATCH if batch else cls.LINE
+
+
+EVENTS = frozenset(Event)
+
+
+def room(run_id: str, event: Event) -> str:
+    """The room of a run (or of ALL_RUNS) for clients that receive `event`."""
+    name = "all" if run_id == ALL_RUNS else f"run:{run_id}"
+    return f"batch:{name}" if event is Event.BATCH else name
+
+
+def rooms_of_line(run_id: str, event: Event) -> list[str]:
+    """Every room a line of `run_id` goes to as `event`."""
+    return [room(run_id, event), room(ALL_RUNS, event)]
+
+
+class LogHub:
+    """Fans lines out to rooms and replays the backlog to new subscribers, each line once and in order.
+
+    `marks[event][run]` is the highest seq this node has emitted to its rooms as `event`. A line goes out only
+    when its seq is above that mark, so a batch the broadcaster retries, here or on another node, is not
+    emitted twice, and a line another node stored but never emitted still goes out. A subscriber joins its
+    room and is replayed the backlog up to the mark, all under `lock`, which every emit of lines also takes:
+    what went out before the join comes in the replay, what goes out after it comes live. With several nodes,
+    lines published by another node reach this one through Redis; HubRedisManager takes the same lock and
+    the same marks for them.
+    """
+
+    def __init__(self, sio: socketio.AsyncServer, backlog: Backlog) -> None:
+        self.sio = sio
+        self.backlog = backlog
+        self.lock = asyncio.Lock()
+        self.marks: dict[Event, dict[str, int]] = {event: {} for event in Event}
+        self.clients = 0
+        self.subscriptions: dict[str, set[str]] = defaultdict(set)
+        self.lines_received = 0
+        self.lines_emitted = 0
+
+    def advance_marks(self, event: Event, lines: list[LogLine]) -> list[LogLine]:
+        """Move the marks of `event` past `lines` (call under `lock`); return the lines that moved them."""
+        marks = self.marks[event]
+        moved = []
+        for line in lines:
+            if line["seq"] > marks.get(line["run_id"], 0):
+                marks[line["run_id"]] = line["seq"]
+                moved.append(line)
+        while len(marks) > MAX_TRACKED_RUNS:
+            del marks[next(iter(marks))]
+        return moved
+
+    async def publish(self, lines: list[LogLine]) -> int:
+        """Store lines in the backlog and emit those not emitted yet; return how many went out as `log`."""
+        async with self.lock:
+            await self.backlog.add(lines)
+            singles = self.advance_marks(Event.LINE, lines)
+            for line in singles:
+                await self.sio.emit(Event.LINE, line, room=rooms_of_line(line["run_id"], Event.LINE))
+            by_run: dict[str, list[LogLine]] = defaultdict(list)
+            for line in self.advance_marks(Event.BATCH, lines):
+                by_run[line["run_id"]].append(line)
+            for run_id, run_lines in by_run.items():
+                await self.sio.emit(Event.BATCH, run_lines, room=rooms_of_line(run_id, Event.BATCH))
+        self.lines_received += len(lines)
+        self.lines_emitted += len(singles)
+        return len(singles)
+
+    async def subscribe(self, sid: str, sub: Subscription) -> int:
+        """Join the subscription's room and replay what the client missed; return how many lines were replayed."""
+        event = Event.of(sub.batch)
+        async with self.lock:
+            joined = room(sub.run_id, event)
+            await self.sio.enter_room(sid, joined)
+            self.subscriptions[sid].add(joined)
+            replayed = 0
+            for run_id, after_seq in await self._replay_plan(sub):
+                lines = await self.backlog.since(run_id, after_seq)
+                # a run this node has not emitted yet: the replay covers the backlog, live lines follow it
+                mark = self.marks[event].setdefault(run_id, max((line["seq"] for line in lines), default=0))
+                lines = [line for line in lines if line["seq"] <= mark]
+                replayed += len(lines)
+                await self._replay(sid, event, lines)
+        return replayed
+
+    async def unsubscribe(self, sid: str, sub: Subscription) -> None:
+        left = room(sub.run_id, Event.of(sub.batch))
+        await self.sio.leave_room(sid, left)
+        self.subscriptions[sid].discard(left)
+
+    def connected(self, sid: str) -> None:
+        self.clients += 1
+
+    def disconnected(self, sid: str) -> None:
+        self.clients -= 1
+        self.subscriptions.pop(sid, None)
+
+    def subscription_count(self) -> int:
+        return sum(len(rooms) for rooms in self.subscriptions.values())
+
+    async def _replay(self, sid: str, event: Event, lines: list[LogLine]) -> None:
+        # ignore_queue: a replay is for this node's client only, not for the other nodes through Redis
+        if event is Event.BATCH and lines:
+            await self.sio.emit(Event.BATCH, lines, to=sid, ignore_queue=True)
+        elif lines:
+            for line in lines:
+                await self.sio.emit(Event.LINE, line, to=sid, ignore_queue=True)
+
+    async def _replay_plan(self, sub: Subscription) -> list[tuple[str, int]]:
+        if sub.run_id != ALL_RUNS:
+            return [(sub.run_id, sub.after_seq if isinstance(sub.after_seq, int) else 0)]
+        if sub.after_seq is None:
+            return []
+        runs = await self.backlog.recent_runs()
+        if isinstance(sub.after_seq, int):
+            return [(run_id, sub.after_seq) for run_id in runs]
+        return [(run_id, sub.after_seq.get(run_id, 0)) for run_id in runs]
+
+
+class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # python-socketio ships no types
+    """python-socketio's Redis manager, with lines from other nodes emitted under the hub's lock and marks.
+
+    Overrides `_handle_emit`, where python-socketio hands this node the emits of other nodes: no public hook
+    sees them, and it is the one place to keep `LogHub.marks` exact. tests/test_hub.py pins the shape of the
+    message it relies on, so a python-socketio upgrade that changes it fails there.
+    """
+
+    hub: LogHub | None = None
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        event = message.get("event")
+        to_rooms = isinstance(message.get("room"), list)  # lines go to [run room, all room]; replays to a sid
+        if self.hub is None or message.get("host_id") == self.host_id or event not in EVENTS or not to_rooms:
+            await super()._handle_emit(message)
+            return
+        # the emitted arguments travel as a list: [line] for `log`, [[line, ...]] for `logs`
+        lines = message["data"] if event == Event.LINE else message["data"][0]
+        async with self.hub.lock:
+            moved = self.hub.advance_marks(Event(event), lines)
+            if moved:
+                await super()._handle_emit({**message, "data": moved if event == Event.LINE else [moved]})

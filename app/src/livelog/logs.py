@@ -1,0 +1,29 @@
+"""The services' own log: one format to stdout (journald under systemd), and the seed's `[TAG]` prefixes.
+
+Operators grep for `[HTTP_BROADCASTER]`, `[SOCKETIO_SERVER]`, `[EXECUTOR]`: a module logs through a TaggedLogger,
+so the tag is written once, where the logger is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+
+class TaggedLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose every message starts with `tag`."""
+
+    def __init__(self, name: str, tag: str) -> None:
+        super().__init__(logging.getLogger(name), {"tag": tag})
+        self.tag = tag
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"{self.tag} {msg}", kwargs
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
+    # one line per request would drown the workflow lines; failures are logged by the broadcaster
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,102 @@
+"""Run management: start a workflow as a task, number and keep its lines, hand them to the broadcaster, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Protocol
+
+from livelog.logs import TaggedLogger
+from livelog.models import MAX_MESSAGE_CHARS, Level, LogLine
+from livelog.store import RunStore
+from livelog.workflows import RunRequest, run_workflow
+
+log = TaggedLogger("livelog.runs", "[EXECUTOR]")
+# workflow lines, echoed to the service's own log
+lines_log = logging.getLogger("livelog.workflows")
+
+
+class Broadcast(Protocol):
+    def broadcast(self, line: LogLine) -> None: ...
+
+
+class RunExists(Exception):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} exists")
+        self.run_id = run_id
+
+
+class RunLogger:
+    """A run's `Emit`: numbers its lines, keeps them in the store, hands them to the broadcaster and to stdout."""
+
+    def __init__(self, run_id: str, store: RunStore, broadcaster: Broadcast) -> None:
+        self.run_id = run_id
+        self.seq = 0
+        self._store = store
+        self._broadcaster = broadcaster
+
+    def __call__(self, message: str, level: Level = "INFO") -> LogLine:
+        self.seq += 1
+        line = LogLine(
+            run_id=self.run_id, seq=self.seq, ts=time.time(), level=level, message=message[:MAX_MESSAGE_CHARS]
+        )
+        self._store.append_line(line)
+        self._broadcaster.broadcast(line)
+        lines_log.log(logging.getLevelName(level), "%s (run %s #%d)", message, self.run_id, self.seq)
+        return line
+
+
+class RunManager:
+    """The runs this process executes: each a task, tracked until it ends, cancelled at shutdown."""
+
+    def __init__(self, store: RunStore, broadcaster: Broadcast) -> None:
+        self.store = store
+        self._broadcaster = broadcaster
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    def start(self, request: RunRequest) -> str:
+        """Start a workflow run; return its id, or raise RunExists."""
+        run_id = self._create(request.run_id, request.workflow, request.model_dump(exclude={"run_id"}))
+        task = asyncio.create_task(self._execute(run_id, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run_id
+
+    def log_test_line(self, run_id: str | None, message: str) -> LogLine:
+        """A one-line run, finished at once: proves the way from here to the browsers."""
+        run_id = self._create(run_id or f"test-{uuid.uuid4().hex[:12]}", "test-log", {})
+        line = RunLogger(run_id, self.store, self._broadcaster)(f"[TEST] {message}")
+        self.store.finish_run(run_id, "succeeded")
+        return line
+
+    async def shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _create(self, run_id: str | None, workflow: str, params: dict[str, Any]) -> str:
+        run_id = run_id or uuid.uuid4().hex[:16]
+        if not self.store.create_run(run_id, workflow, params):
+            raise RunExists(run_id)
+        return run_id
+
+    async def _execute(self, run_id: str, request: RunRequest) -> None:
+        emit = RunLogger(run_id, self.store, self._broadcaster)
+        try:
+            await run_workflow(request, emit)
+        except asyncio.CancelledError:
+            emit("[EXECUTOR] Run cancelled by shutdown", "WARNING")
+            self.store.finish_run(run_id, "interrupted")
+            raise
+        except Exception as exc:
+            log.exception("Run %s failed", run_id)
+            emit(f"[EXECUTOR] Run failed: {exc}", "ERROR")
+            self.store.finish_run(run_id, "failed", str(exc))
+        else:
+            self.store.finish_run(run_id, "succeeded")
