@@ -5,13 +5,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help run bootstrap image deploy-local test lint pytest molecule bench clean
+.PHONY: help run bootstrap image deploy-local test lint docs pytest molecule bench clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
-	@echo "make test          lint (ansible-lint, yamllint, ruff) + backend tests + molecule test --all (what CI runs)"
+	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs) + backend tests + molecule test --all (what CI runs)"
 	@echo "make run           the backend alone, no containers: Socket.IO on :7000, API on :8000 (Ctrl-C stops)"
-	@echo "make lint | pytest | molecule | bench | clean"
+	@echo "make lint | docs | pytest | molecule | bench | clean"
 
 # The backend alone: a venv with just the app (no Ansible, no podman), then both services in this terminal.
 run:
@@ -32,6 +32,12 @@ lint:
 	ansible-lint
 	yamllint .
 	ruff check .
+	cd app && mypy
+	python scripts/role_docs.py --check
+
+# the role README's variable table, from roles/livelog/meta/argument_specs.yml
+docs:
+	python scripts/role_docs.py
 
 pytest:
 	@if [ -d app/tests ]; then pytest app/tests; else echo "pytest: app/tests does not exist yet, nothing to run"; fi

@@ -11,45 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from typing import Any
+from pathlib import Path
 
 import httpx
 import socketio
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(component: str, workdir: str, **env: Any) -> subprocess.Popen[bytes]:
-    variables = {k: v for k, v in os.environ.items() if not k.startswith(("SOCKETIO_", "REST_API_", "LIVELOG_"))}
-    variables.update({k: str(v) for k, v in env.items()}, LIVELOG_DATA_DIR=f"{workdir}/{component}")
-    return subprocess.Popen(
-        [sys.executable, "-m", "livelog", "serve", component],
-        cwd=workdir,
-        env=variables,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def wait_healthy(url: str) -> None:
-    for _ in range(200):
-        try:
-            httpx.get(f"{url}/health", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
+from livelog.testing import Service, free_port, service_env, start_services
 
 
 async def measure(sio_url: str, api_url: str, lines: int, interval_ms: int, batch: bool, clients: int) -> dict:
@@ -99,16 +69,15 @@ async def measure(sio_url: str, api_url: str, lines: int, interval_ms: int, batc
 
 
 async def main(lines: int) -> None:
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
         sio_port, api_port = free_port(), free_port()
-        processes = [start("socketio", workdir, SOCKETIO_PORT=sio_port)]
-        sio_url, api_url = (
-            f"http://127.0.0.1:{sio_port}",
-            f"http://127.0.0.1:{api_port}",
-        )
-        wait_healthy(sio_url)
-        processes.append(start("api", workdir, SOCKETIO_PORT=sio_port, REST_API_PORT=api_port))
-        wait_healthy(api_url)
+        sio_env = service_env(SOCKETIO_PORT=sio_port, LIVELOG_DATA_DIR=workdir / "sio")
+        sio = Service("socketio", sio_port, workdir, sio_env)
+        api_env = service_env(SOCKETIO_PORT=sio_port, REST_API_PORT=api_port, LIVELOG_DATA_DIR=workdir / "api")
+        api = Service("api", api_port, workdir, api_env)
+        start_services(sio, api)
+        sio_url, api_url = sio.url, api.url
         cases = [
             ("flat out, one `log` event per line", 0, False, 1),
             ("flat out, `logs` batches", 0, True, 1),
@@ -125,9 +94,8 @@ async def main(lines: int) -> None:
                     f"{name:45} {count:>6} {result['lines/s']:>9.0f} {result['p50 ms']:>8.1f} {result['p99 ms']:>8.1f}"
                 )
         finally:
-            for process in processes:
-                process.terminate()
-                process.wait()
+            for service in (api, sio):
+                service.stop()
 
 
 if __name__ == "__main__":

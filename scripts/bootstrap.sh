@@ -18,6 +18,7 @@ PIP_PINS=(
   'ansible-lint==26.10.1'
   'yamllint==1.38.0'
   'ruff==0.17.6'
+  'mypy==2.4.1'
 )
 APT_PKGS=(podman runc crun conmon netavark aardvark-dns catatonit iptables uidmap
           debootstrap ca-certificates curl python3-venv python3-pip make git
