@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import socketio
 
+from livelog.models import Event
 from livelog.testing import Service, free_port, service_env, start_services
 
 
@@ -41,8 +42,8 @@ async def measure(sio_url: str, api_url: str, lines: int, interval_ms: int, batc
             if all(count >= total for count in counts):
                 done.set()
 
-        client.on("log", lambda line, record=record: record([line]))
-        client.on("logs", lambda batch_lines, record=record: record(batch_lines))
+        client.on(Event.LINE, lambda line, record=record: record([line]))
+        client.on(Event.BATCH, lambda batch_lines, record=record: record(batch_lines))
         await client.connect(sio_url)
         await client.call("subscribe", {"run_id": run_id, "after_seq": 0, "batch": batch})
         connections.append(client)

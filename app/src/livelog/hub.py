@@ -8,27 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from enum import StrEnum
 from typing import Any
 
 import socketio
 
 from livelog.backlog import Backlog
-from livelog.models import ALL_RUNS, LogLine, Subscription
+from livelog.models import ALL_RUNS, Event, LogLine, Subscription
 
 # runs whose highest emitted seq a node remembers
 MAX_TRACKED_RUNS = 10_000
-
-
-class Event(StrEnum):
-    """What the server emits: one line, or a list of lines of one run."""
-
-    LINE = "log"
-    BATCH = "logs"
-
-    @classmethod
-    def of(cls, batch: bool) -> Event:
-        return cls.BATCH if batch else cls.LINE
 
 
 EVENTS = frozenset(Event)

@@ -6,6 +6,7 @@ and the workflows pass plain dicts around at no cost, and pydantic validates the
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, with_config
@@ -23,6 +24,17 @@ RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 SeqMark = Annotated[int, Field(ge=0)]
+
+
+class Event(StrEnum):
+    """The Socket.IO events lines travel in: one line, or a list of lines of one run."""
+
+    LINE = "log"
+    BATCH = "logs"
+
+    @classmethod
+    def of(cls, batch: bool) -> Event:
+        return cls.BATCH if batch else cls.LINE
 
 
 @with_config(ConfigDict(extra="forbid"))

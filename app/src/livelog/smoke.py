@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import socketio
 
+from livelog.models import Event, LogLine
+
 EXIT_CODES = {"health": 2, "API": 3, "Socket.IO connect": 4, "delivery": 5}
 
 
@@ -61,12 +63,12 @@ async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float) -> str:
         await _get_json(http, f"{api_url}/api/health", "API")
 
         client = socketio.AsyncClient(reconnection=False)
-        arrived: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        arrived: asyncio.Queue[tuple[float, LogLine]] = asyncio.Queue()
 
-        async def on_log(line: dict[str, Any]) -> None:
+        async def on_log(line: LogLine) -> None:
             await arrived.put((time.perf_counter(), line))
 
-        client.on("log", on_log)
+        client.on(Event.LINE, on_log)
 
         try:
             await client.connect(socketio_url, wait_timeout=hop_timeout)
@@ -81,7 +83,7 @@ async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float) -> str:
 async def _round_trip(
     http: httpx.AsyncClient,
     client: socketio.AsyncClient,
-    arrived: asyncio.Queue[tuple[float, dict[str, Any]]],
+    arrived: asyncio.Queue[tuple[float, LogLine]],
     api_url: str,
     socketio_url: str,
     hop_timeout: float,

@@ -20,13 +20,13 @@ from pydantic import ValidationError
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.http_body import read_capped_body
-from livelog.hub import Event as HubEvent
 from livelog.hub import HubRedisManager, LogHub, room
 from livelog.logs import TaggedLogger
 from livelog.models import (
     BroadcastAccepted,
     BroadcastBatch,
     Connections,
+    Event,
     LineCounts,
     SocketIOHealth,
     Subscription,
@@ -148,7 +148,7 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
 
     async def subscribe(sid: str, sub: Subscription) -> Ack:
         replayed = await hub.subscribe(sid, sub)
-        return {"ok": True, "room": room(sub.run_id, HubEvent.of(sub.batch)), "replayed": replayed}
+        return {"ok": True, "room": room(sub.run_id, Event.of(sub.batch)), "replayed": replayed}
 
     async def unsubscribe(sid: str, sub: Subscription) -> Ack:
         await hub.unsubscribe(sid, sub)

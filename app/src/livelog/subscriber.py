@@ -13,6 +13,8 @@ from typing import Any
 
 import socketio
 
+from livelog.models import ALL_RUNS, Event, LogLine
+
 log = logging.getLogger("livelog.subscriber")
 
 
@@ -25,7 +27,7 @@ class LogSubscriber:
         self.batch = batch
         self.first_after_seq = after_seq
         self.retry_delay = retry_delay
-        self.lines: list[dict[str, Any]] = []
+        self.lines: list[LogLine] = []
         self.events = 0
         self.connects = 0
         self.connected_url: str | None = None
@@ -37,15 +39,15 @@ class LogSubscriber:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on("log", self._on_log)
-        self.sio.on("logs", self._on_logs)
+        self.sio.on(Event.LINE, self._on_log)
+        self.sio.on(Event.BATCH, self._on_logs)
 
     def last_seq(self) -> int:
         return max((line["seq"] for line in self.lines), default=0)
 
     def _resume_from(self) -> Any:
         """What to resubscribe from: the last seq of the run, or of each run for `*`."""
-        if self.run_id != "*":
+        if self.run_id != ALL_RUNS:
             return self.last_seq()
         marks: dict[str, int] = {}
         for line in self.lines:
@@ -101,10 +103,10 @@ class LogSubscriber:
                     await self.sio.disconnect()
                     self._closing = False
 
-    async def _on_log(self, line: dict[str, Any]) -> None:
+    async def _on_log(self, line: LogLine) -> None:
         self.events += 1
         self.lines.append(line)
 
-    async def _on_logs(self, lines: list[dict[str, Any]]) -> None:
+    async def _on_logs(self, lines: list[LogLine]) -> None:
         self.events += 1
         self.lines.extend(lines)
