@@ -73,10 +73,18 @@ def pair(services: Services) -> tuple[Service, Service]:
     return services.pair()
 
 
-@pytest.fixture(scope="module")
-def shared_pair(module_services: Services) -> tuple[Service, Service]:
-    """A pair for the tests of a module that only talk to it."""
-    return module_services.pair()
+@pytest.fixture(scope="session")
+def session_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Services shared by every test of the session."""
+    started = Services(tmp_path_factory.mktemp("session-services"))
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture(scope="session")
+def shared_pair(session_services: Services) -> tuple[Service, Service]:
+    """A pair with the default settings, for tests that only talk to it (each with run ids of its own)."""
+    return session_services.pair()
 
 
 @pytest.fixture(scope="module")

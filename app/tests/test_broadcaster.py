@@ -12,7 +12,7 @@ from conftest import Services
 
 from livelog.broadcaster import HttpBroadcaster
 from livelog.subscriber import LogSubscriber
-from livelog.testing import eventually, free_port, make_lines
+from livelog.testing import Service, eventually, free_port, make_lines
 
 FAST_RETRY = {"backoff_initial": 0.01, "backoff_max": 0.02, "log_interval": 60}
 
@@ -140,13 +140,13 @@ async def test_queued_lines_arrive_in_order_once_the_server_is_back(services: Se
     await broadcaster.close()
 
 
-async def test_a_rejected_batch_is_dropped_and_counted(services: Services) -> None:
-    sio = services("socketio")
+async def test_a_rejected_batch_is_dropped_and_counted(shared_pair: tuple[Service, Service]) -> None:
+    sio, _ = shared_pair
     broadcaster = HttpBroadcaster(sio.url, **FAST_RETRY)
     await broadcaster.start()
-    broadcaster.broadcast({"run_id": "r1", "seq": "not a number"})  # type: ignore[typeddict-item]
+    broadcaster.broadcast({"run_id": "rejected", "seq": "not a number"})  # type: ignore[typeddict-item]
     await eventually(lambda: broadcaster.dropped == 1, what="the bad line to be dropped")
     assert broadcaster.last_error_kind == "other" and "HTTP 422" in (broadcaster.last_error or "")
-    broadcaster.broadcast(make_lines("r1", 1, 1)[0])
+    broadcaster.broadcast(make_lines("rejected", 1, 1)[0])
     await eventually(lambda: broadcaster.sent == 1, what="the next line to go through")
     await broadcaster.close()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Services
 
 from livelog.subscriber import LogSubscriber
 from livelog.testing import Service, eventually, service_env
@@ -28,10 +27,10 @@ pytestmark = pytest.mark.skipif(
 CHILD = Path(__file__).with_name("broadcast_once.py")
 
 
-@pytest.fixture(scope="module")
-def sio(module_services: Services) -> Service:
-    """A real Socket.IO server on 127.0.0.1 only; each test follows a run of its own."""
-    return module_services("socketio", SOCKETIO_HOST="127.0.0.1")
+@pytest.fixture
+def sio(shared_pair: tuple[Service, Service]) -> Service:
+    """A real Socket.IO server on 127.0.0.1 only (the default bind); each test follows a run of its own."""
+    return shared_pair[0]
 
 
 def broadcast_with_ipv6_localhost(tmp_path: Path, run_id: str, **settings: Any) -> dict[str, Any]:

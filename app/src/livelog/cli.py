@@ -74,7 +74,7 @@ def serve_all() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     while all(child.poll() is None for child in children.values()):
-        time.sleep(0.2)
+        time.sleep(0.05)
     if not asked_to_stop:
         for name, child in children.items():
             if child.poll() is not None:
