@@ -6,17 +6,32 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from livelog.deps import BroadcasterDep, RunsDep, SettingsDep, StoreDep
-from livelog.models import ApiHealth, LogLine, Run, RunStarted, TestLogRequest, TestLogSent
+from livelog.auth import mint_viewer_token
+from livelog.config import reveal
+from livelog.deps import BroadcasterDep, KeyHolderDep, ReaderDep, RunsDep, SettingsDep, StoreDep
+from livelog.models import (
+    ApiHealth,
+    LogLine,
+    Run,
+    RunStarted,
+    TestLogRequest,
+    TestLogSent,
+    ViewerToken,
+    ViewerTokenRequest,
+)
 from livelog.workflows import RunRequest
 
 router = APIRouter()
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run"}}
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {401: {"description": "No API key, or not a valid one"}}
+READ: Responses = {**UNAUTHORIZED, 403: {"description": "The viewer token does not cover this run"}}
+NOT_FOUND: Responses = {**READ, 404: {"description": "No such run"}}
+TAKEN: Responses = {**UNAUTHORIZED, 409: {"description": "The run id is taken"}}
 
 
 @router.get("/health")
-@router.get("/api/health")
 async def health(settings: SettingsDep, broadcaster: BroadcasterDep, runs: RunsDep) -> ApiHealth:
+    """The service's state, for the host (nginx does not proxy it; `/health` there is the Socket.IO server's)."""
     return ApiHealth(
         status="degraded" if broadcaster.failing else "healthy",
         service="api",
@@ -26,19 +41,34 @@ async def health(settings: SettingsDep, broadcaster: BroadcasterDep, runs: RunsD
     )
 
 
-@router.post("/api/runs", status_code=202, responses={409: {"description": "The run id is taken"}})
-async def create_run(runs: RunsDep, request: RunRequest | None = None) -> RunStarted:
+@router.get("/api/health", responses=UNAUTHORIZED)
+async def api_health(
+    _caller: KeyHolderDep, settings: SettingsDep, broadcaster: BroadcasterDep, runs: RunsDep
+) -> ApiHealth:
+    """The same state, for key holders: it names the internal endpoint."""
+    return await health(settings, broadcaster, runs)
+
+
+@router.post("/api/runs", status_code=202, responses=TAKEN)
+async def create_run(_caller: KeyHolderDep, runs: RunsDep, request: RunRequest | None = None) -> RunStarted:
     run_id = runs.start(request or RunRequest())
     return RunStarted(run_id=run_id, status="running", logs=f"/api/runs/{run_id}/logs")
 
 
-@router.get("/api/runs")
-async def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
-    return store.recent_runs(limit)
+@router.get("/api/runs", responses=UNAUTHORIZED)
+async def list_runs(caller: ReaderDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
+    """The newest runs; for a viewer token, those of its runs only."""
+    return [run for run in store.recent_runs(limit) if caller.may_read(run["run_id"])]
+
+
+def _readable(caller: ReaderDep, run_id: str) -> None:
+    if not caller.may_read(run_id):
+        raise HTTPException(status_code=403, detail=f"the viewer token does not cover run {run_id}")
 
 
 @router.get("/api/runs/{run_id}", responses=NOT_FOUND)
-async def get_run(store: StoreDep, run_id: str) -> Run:
+async def get_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
+    _readable(caller, run_id)
     run = store.get_run(run_id)
     if run is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
@@ -47,18 +77,32 @@ async def get_run(store: StoreDep, run_id: str) -> Run:
 
 @router.get("/api/runs/{run_id}/logs", responses=NOT_FOUND)
 async def get_logs(
+    caller: ReaderDep,
     store: StoreDep,
     run_id: str,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[LogLine]:
+    _readable(caller, run_id)
     if store.get_run(run_id) is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
     return store.lines(run_id, after_seq, limit)
 
 
-@router.post("/api/test-log", responses={409: {"description": "The run id is taken"}})
-async def test_log(runs: RunsDep, broadcaster: BroadcasterDep, request: TestLogRequest | None = None) -> TestLogSent:
+@router.post("/api/test-log", responses=TAKEN)
+async def test_log(
+    _caller: KeyHolderDep, runs: RunsDep, broadcaster: BroadcasterDep, request: TestLogRequest | None = None
+) -> TestLogSent:
     request = request or TestLogRequest()
     line = runs.log_test_line(request.run_id, request.message)
     return TestLogSent(run_id=line["run_id"], seq=line["seq"], endpoint=broadcaster.endpoint)
+
+
+@router.post("/api/viewer-tokens", responses={**UNAUTHORIZED, 503: {"description": "Viewer tokens are not configured"}})
+async def create_viewer_token(_caller: KeyHolderDep, settings: SettingsDep, request: ViewerTokenRequest) -> ViewerToken:
+    """A short-lived token for a browser: it may read the runs named (`*`: every run) until it expires."""
+    secret = reveal(settings.viewer_token_secret)
+    if secret is None:
+        raise HTTPException(status_code=503, detail="viewer tokens are off: LIVELOG_VIEWER_TOKEN_SECRET is not set")
+    token, expires = mint_viewer_token(secret, request.runs, request.ttl_s)
+    return ViewerToken(token=token, expires=expires)

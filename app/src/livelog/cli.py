@@ -1,4 +1,4 @@
-"""`livelog serve api|socketio|all` and `livelog smoke`."""
+"""`livelog serve api|socketio|all`, `livelog smoke` and `livelog token`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+from pydantic import ValidationError
+
 from livelog import __version__
 from livelog.config import (
     LOOPBACK,
@@ -18,9 +20,12 @@ from livelog.config import (
     Settings,
     api_endpoint,
     load_settings,
+    reveal,
+    reveal_all,
     socketio_endpoint,
 )
 from livelog.logs import configure_logging
+from livelog.models import ViewerTokenRequest
 
 # how long `serve all` lets the Socket.IO server take to listen before it starts the API anyway
 SOCKETIO_START_SECONDS = 10.0
@@ -103,11 +108,30 @@ def smoke(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
     api_url = args.api_url or args.base_url or api_endpoint(settings)
     socketio_url = args.socketio_url or args.base_url or socketio_endpoint(settings)
+    api_key = args.api_key or next(iter(reveal_all(settings.api_keys)), None)
     try:
-        print(asyncio.run(run_smoke(api_url, socketio_url, args.timeout)))
+        print(asyncio.run(run_smoke(api_url, socketio_url, args.timeout, api_key)))
     except SmokeFailure as failure:
         print(failure, file=sys.stderr)
         return failure.exit_code
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    """A viewer token signed with this host's LIVELOG_VIEWER_TOKEN_SECRET, printed alone on stdout."""
+    from livelog.auth import mint_viewer_token
+
+    secret = reveal(settings_or_exit().viewer_token_secret)
+    if secret is None:
+        print("livelog: LIVELOG_VIEWER_TOKEN_SECRET is not set: there is nothing to sign tokens with", file=sys.stderr)
+        return 2
+    runs = [run.strip() for run in args.runs.split(",") if run.strip()]
+    try:
+        ViewerTokenRequest(runs=runs, ttl_s=args.ttl)
+    except ValidationError as exc:
+        print(f"livelog: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    print(mint_viewer_token(secret, runs, args.ttl)[0])
     return 0
 
 
@@ -126,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     smoke_parser.add_argument("--api-url", help="the REST API directly (default: from the environment)")
     smoke_parser.add_argument("--socketio-url", help="the Socket.IO server directly (default: from the environment)")
     smoke_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait at each hop")
+    smoke_parser.add_argument("--api-key", help="an API key (default: the first of LIVELOG_API_KEYS, if any)")
+    token_parser = commands.add_parser("token", help="print a viewer token for a browser (on the host)")
+    token_parser.add_argument("--runs", default="*", help="comma-separated run ids the token may read; * for all")
+    token_parser.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.component)
+    if args.command == "token":
+        return token(args)
     return smoke(args)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     socketio_internal_host: str | None = None
 
     broadcast_token: SecretStr | None = Field(None, validation_alias=_livelog("BROADCAST_TOKEN"))
+    # callers of /api/* must send one of these as a bearer token; none configured: the API is open
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field([], validation_alias=_livelog("API_KEYS"))
+    # signs viewer tokens; when set, the Socket.IO server refuses connections without a valid one
+    # (HS256: at least 32 bytes, RFC 7518 3.2)
+    viewer_token_secret: SecretStr | None = Field(
+        None, min_length=32, validation_alias=_livelog("VIEWER_TOKEN_SECRET")
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field([], validation_alias=_livelog("CORS_ORIGINS"))
     redis_url: SecretStr | None = Field(None, validation_alias=_livelog("REDIS_URL"))
     data_dir: Path = Field(Path("livelog-data"), validation_alias=_livelog("DATA_DIR"))
@@ -49,9 +56,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, validation_alias=_livelog("MAX_BODY_BYTES"))
     log_level: str = Field("INFO", validation_alias=_livelog("LOG_LEVEL"))
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
@@ -63,6 +70,14 @@ class Settings(BaseSettings):
             if host.strip() and not _is_host(host.strip()):
                 raise ValueError(f"{host.strip()!r} is not a host name or IP address (the port is SOCKETIO_PORT)")
         return value
+
+    @model_validator(mode="after")
+    def _keys_need_viewer_tokens(self) -> Settings:
+        if self.api_keys and self.viewer_token_secret is None:
+            raise ValueError(
+                "LIVELOG_API_KEYS is set but LIVELOG_VIEWER_TOKEN_SECRET is not: browsers could not be given tokens"
+            )
+        return self
 
 
 class ConfigurationError(Exception):
@@ -76,6 +91,10 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise ConfigurationError(problems) from None
+
+
+def reveal_all(secrets: list[SecretStr]) -> list[str]:
+    return [secret.get_secret_value() for secret in secrets]
 
 
 def reveal(secret: SecretStr | None) -> str | None:

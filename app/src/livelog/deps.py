@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
+from livelog.auth import Grant, InvalidCredentials, bearer, is_api_key, verify_viewer_token
 from livelog.broadcaster import HttpBroadcaster
-from livelog.config import Settings
+from livelog.config import Settings, reveal, reveal_all
 from livelog.runs import RunManager
 from livelog.store import RunStore
 
@@ -52,3 +53,48 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[RunStore, Depends(_store)]
 BroadcasterDep = Annotated[HttpBroadcaster, Depends(_broadcaster)]
 RunsDep = Annotated[RunManager, Depends(_runs)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls: a key holder (or anyone, when no keys are configured), or a viewer with a grant of runs."""
+
+    grant: Grant | None = None
+
+    def may_read(self, run_id: str) -> bool:
+        return self.grant is None or self.grant.allows(run_id)
+
+
+# one answer for every wrong or missing credential: it does not say which part was wrong
+_UNAUTHORIZED = HTTPException(status_code=401, detail="credentials required", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _key_holder(request: Request, settings: SettingsDep) -> Caller:
+    keys = reveal_all(settings.api_keys)
+    if not keys:
+        return Caller()
+    credential = bearer(request.headers.get("authorization"))
+    if credential is None or not is_api_key(keys, credential):
+        raise _UNAUTHORIZED
+    return Caller()
+
+
+def _reader(request: Request, settings: SettingsDep) -> Caller:
+    keys, secret = reveal_all(settings.api_keys), reveal(settings.viewer_token_secret)
+    if not keys:
+        return Caller()
+    credential = bearer(request.headers.get("authorization"))
+    if credential is None:
+        raise _UNAUTHORIZED
+    if is_api_key(keys, credential):
+        return Caller()
+    if secret is None:
+        raise _UNAUTHORIZED
+    try:
+        return Caller(grant=verify_viewer_token(secret, credential))
+    except InvalidCredentials:
+        raise _UNAUTHORIZED from None
+
+
+KeyHolderDep = Annotated[Caller, Depends(_key_holder)]
+ReaderDep = Annotated[Caller, Depends(_reader)]

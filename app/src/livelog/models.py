@@ -137,3 +137,15 @@ class TestLogSent(BaseModel):
     run_id: str
     seq: int
     endpoint: str
+
+
+class ViewerTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: Annotated[list[Annotated[str, Field(pattern=RUN_SELECTOR_PATTERN)]], Field(min_length=1, max_length=100)]
+    ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
+
+
+class ViewerToken(BaseModel):
+    token: str
+    expires: float

@@ -53,14 +53,21 @@ def _json_object(response: httpx.Response, what: str, hop: str) -> dict[str, Any
     return body
 
 
-async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float) -> str:
-    """Return a one-line report of the round trip; raise SmokeFailure naming the hop that failed."""
+async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float, api_key: str | None = None) -> str:
+    """Return a one-line report of the round trip; raise SmokeFailure naming the hop that failed.
+
+    With `api_key`, the API calls carry it, and the client connects with a viewer token minted for the test run.
+    """
     api_url, socketio_url = api_url.rstrip("/"), socketio_url.rstrip("/")
+    run_id = f"smoke-{uuid.uuid4().hex[:12]}"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(timeout=hop_timeout) as http:
         health = await _get_json(http, f"{socketio_url}/health", "health")
         if health.get("status") != "healthy" or health.get("service") != "socketio":
             raise SmokeFailure("health", f"{socketio_url}/health answered {health}")
+        http.headers.update(headers)
         await _get_json(http, f"{api_url}/api/health", "API")
+        auth = {"token": await _viewer_token(http, api_url, run_id)} if api_key else None
 
         client = socketio.AsyncClient(reconnection=False)
         arrived: asyncio.Queue[tuple[float, LogLine]] = asyncio.Queue()
@@ -71,11 +78,11 @@ async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float) -> str:
         client.on(Event.LINE, on_log)
 
         try:
-            await client.connect(socketio_url, wait_timeout=hop_timeout)
+            await client.connect(socketio_url, auth=auth, wait_timeout=hop_timeout)
         except socketio.exceptions.ConnectionError as exc:
             raise SmokeFailure("Socket.IO connect", f"{socketio_url}/socket.io/: {exc}") from exc
         try:
-            return await _round_trip(http, client, arrived, api_url, socketio_url, hop_timeout)
+            return await _round_trip(http, client, arrived, api_url, socketio_url, run_id, hop_timeout)
         finally:
             await client.disconnect()
 
@@ -86,9 +93,9 @@ async def _round_trip(
     arrived: asyncio.Queue[tuple[float, LogLine]],
     api_url: str,
     socketio_url: str,
+    run_id: str,
     hop_timeout: float,
 ) -> str:
-    run_id = f"smoke-{uuid.uuid4().hex[:12]}"
     try:
         ack = await client.call("subscribe", {"run_id": run_id, "after_seq": 0}, timeout=hop_timeout)
     except socketio.exceptions.TimeoutError as exc:
@@ -119,6 +126,21 @@ async def _round_trip(
             )
     broadcaster = await _broadcaster_state(http, api_url)
     raise SmokeFailure("delivery", f"test line {run_id}#{seq} not received within {hop_timeout}s; {broadcaster}")
+
+
+async def _viewer_token(http: httpx.AsyncClient, api_url: str, run_id: str) -> str | None:
+    """A viewer token for the test run; None when the API mints none (viewer tokens are off)."""
+    url = f"{api_url}/api/viewer-tokens"
+    try:
+        response = await http.post(url, json={"runs": [run_id], "ttl_s": 300})
+    except httpx.HTTPError as exc:
+        raise SmokeFailure("API", f"POST {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code == 503:
+        return None
+    if response.status_code != 200:
+        raise SmokeFailure("API", f"POST {url}: HTTP {response.status_code}: {response.text[:200]}")
+    token = _json_object(response, f"POST {url}", "API").get("token")
+    return token if isinstance(token, str) else None
 
 
 async def _broadcaster_state(http: httpx.AsyncClient, api_url: str) -> str:

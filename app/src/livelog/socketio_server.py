@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
+from livelog.auth import Grant, InvalidCredentials, verify_viewer_token
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.http_body import read_capped_body
@@ -49,7 +50,7 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
     hub = LogHub(sio, backlog)
     if manager is not None:
         manager.hub = hub
-    register_events(sio, hub)
+    register_events(sio, hub, reveal(settings.viewer_token_secret))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -139,14 +140,29 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}"
 
 
-def register_events(sio: socketio.AsyncServer, hub: LogHub) -> None:
+def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret: str | None = None) -> None:
+    """The Socket.IO events. With a viewer token secret, a client connects with `auth: {"token": ...}` and may
+    subscribe only to the runs its token covers."""
+
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if viewer_token_secret is not None:
+            token = auth.get("token") if isinstance(auth, dict) else None
+            try:
+                grant = verify_viewer_token(viewer_token_secret, token)
+            except InvalidCredentials as exc:
+                log.info("Refused a connection: %s", exc)
+                raise socketio.exceptions.ConnectionRefusedError("a valid viewer token is required") from None
+            await sio.save_session(sid, {"grant": grant})
         hub.connected(sid)
 
     async def disconnect(sid: str, reason: Any = None) -> None:
         hub.disconnected(sid)
 
     async def subscribe(sid: str, sub: Subscription) -> Ack:
+        if viewer_token_secret is not None:
+            grant: Grant = (await sio.get_session(sid))["grant"]
+            if not grant.allows(sub.run_id):
+                return {"ok": False, "error": f"run_id: the viewer token does not cover {sub.run_id}"}
         replayed = await hub.subscribe(sid, sub)
         return {"ok": True, "room": room(sub.run_id, Event.of(sub.batch)), "replayed": replayed}
 

@@ -20,13 +20,21 @@ log = logging.getLogger("livelog.subscriber")
 
 class LogSubscriber:
     def __init__(
-        self, urls: str | list[str], run_id: str, *, batch: bool = False, after_seq: Any = 0, retry_delay: float = 0.2
+        self,
+        urls: str | list[str],
+        run_id: str,
+        *,
+        batch: bool = False,
+        after_seq: Any = 0,
+        retry_delay: float = 0.2,
+        token: str | None = None,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self.run_id = run_id
         self.batch = batch
         self.first_after_seq = after_seq
         self.retry_delay = retry_delay
+        self.auth = {"token": token} if token else None
         self.lines: list[LogLine] = []
         self.events = 0
         self.connects = 0
@@ -61,7 +69,7 @@ class LogSubscriber:
         """Connect and subscribe; raise if either fails within `wait_seconds`."""
         self.connected_url = self.urls[self._current]
         self._acked.clear()
-        await self.sio.connect(self.connected_url, wait_timeout=wait_seconds)
+        await self.sio.connect(self.connected_url, auth=self.auth, wait_timeout=wait_seconds)
         async with asyncio.timeout(wait_seconds):
             await self._acked.wait()
         if not self.acks[-1].get("ok"):
