@@ -27,6 +27,7 @@ UNAUTHORIZED: Responses = {401: {"description": "No API key, or not a valid one"
 READ: Responses = {**UNAUTHORIZED, 403: {"description": "The viewer token does not cover this run"}}
 NOT_FOUND: Responses = {**READ, 404: {"description": "No such run"}}
 TAKEN: Responses = {**UNAUTHORIZED, 409: {"description": "The run id is taken"}}
+STARTED: Responses = {**TAKEN, 429: {"description": "This API key has the most runs going it may have"}}
 
 
 @router.get("/health")
@@ -49,9 +50,9 @@ async def api_health(
     return await health(settings, broadcaster, runs)
 
 
-@router.post("/api/runs", status_code=202, responses=TAKEN)
-async def create_run(_caller: KeyHolderDep, runs: RunsDep, request: RunRequest | None = None) -> RunStarted:
-    run_id = runs.start(request or RunRequest())
+@router.post("/api/runs", status_code=202, responses=STARTED)
+async def create_run(caller: KeyHolderDep, runs: RunsDep, request: RunRequest | None = None) -> RunStarted:
+    run_id = runs.start(request or RunRequest(), owner=caller.owner)
     return RunStarted(run_id=run_id, status="running", logs=f"/api/runs/{run_id}/logs")
 
 

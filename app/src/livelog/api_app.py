@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -13,8 +13,9 @@ from livelog.api import router
 from livelog.broadcaster import HttpBroadcaster
 from livelog.config import Settings, reveal, socketio_endpoints
 from livelog.deps import ApiState
+from livelog.http_body import BodyLimit
 from livelog.logs import TaggedLogger
-from livelog.runs import RunExists, RunManager
+from livelog.runs import RunExists, RunManager, TooManyRuns
 from livelog.store import RunStore
 
 log = TaggedLogger("livelog.api", "[EXECUTOR]")
@@ -30,7 +31,14 @@ def create_api(settings: Settings) -> FastAPI:
             socketio_endpoints(settings), token=reveal(settings.broadcast_token), queue_size=settings.queue_size
         )
         await broadcaster.start()
-        runs = RunManager(store, broadcaster)
+        runs = RunManager(
+            store,
+            broadcaster,
+            max_runs_per_owner=settings.max_runs_per_key,
+            retention_s=settings.retention_days * 86400,
+            retention_lines=settings.retention_lines,
+        )
+        runs.prune()
         app.state.livelog = ApiState(settings=settings, store=store, broadcaster=broadcaster, runs=runs)
         yield
         await runs.shutdown()
@@ -40,10 +48,22 @@ def create_api(settings: Settings) -> FastAPI:
     app = FastAPI(title="livelog REST API", lifespan=lifespan)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
-    app.add_exception_handler(RunExists, _run_exists)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RunExists, _answer(409))
+    app.add_exception_handler(TooManyRuns, _answer(429))
+    app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
     return app
 
 
-async def _run_exists(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=409, content={"detail": str(exc)})
+def _answer(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def answer(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    return answer
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged here with its traceback, answered with no detail of it."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "internal error"})

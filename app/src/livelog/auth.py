@@ -6,6 +6,7 @@ whose `exp` ends it. The API mints them for a key holder; the Socket.IO server a
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -63,6 +64,11 @@ def is_api_key(keys: list[str], given: str) -> bool:
     for key in keys:
         matched |= hmac.compare_digest(key.encode(), given.encode())
     return matched
+
+
+def key_id(key: str) -> str:
+    """A name for an API key that does not reveal it (for limits and logs)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from livelog import sqlite
 from livelog.models import LogLine
 
-# how long a quiet run's lines are kept; checked at most once a minute
+# how long a quiet run's lines are kept (checked at most once a minute, with the total line limit)
 RETENTION_SECONDS = 24 * 3600
 # runs a wildcard subscriber is replayed at most
 MAX_REPLAY_RUNS = 100
@@ -30,8 +30,10 @@ class Backlog(Protocol):
 
 
 class SqliteBacklog:
-    def __init__(self, path: Path, per_run: int) -> None:
+    def __init__(self, path: Path, per_run: int, max_lines: int = 5_000_000, check_every_s: float = 60) -> None:
         self.per_run = per_run
+        self.max_lines = max_lines
+        self._check_every_s = check_every_s
         self._db = sqlite.connect(path)
         self._next_expiry = 0.0
 
@@ -63,8 +65,14 @@ class SqliteBacklog:
         now = time.time()
         if now < self._next_expiry:
             return
-        self._next_expiry = now + 60
+        self._next_expiry = now + self._check_every_s
         self._db.execute("DELETE FROM lines WHERE ts < ?", (now - RETENTION_SECONDS,))
+        excess = self._db.execute("SELECT COUNT(*) FROM lines").fetchone()[0] - self.max_lines
+        if excess > 0:  # the quietest runs go first
+            self._db.execute(
+                "DELETE FROM lines WHERE run_id IN (SELECT run_id FROM lines GROUP BY run_id ORDER BY MAX(ts) LIMIT ?)",
+                (max(1, excess // self.per_run + 1),),
+            )
 
 
 class RedisBacklog:

@@ -43,9 +43,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field([], validation_alias=_livelog("API_KEYS"))
     # signs viewer tokens; when set, the Socket.IO server refuses connections without a valid one
     # (HS256: at least 32 bytes, RFC 7518 3.2)
-    viewer_token_secret: SecretStr | None = Field(
-        None, min_length=32, validation_alias=_livelog("VIEWER_TOKEN_SECRET")
-    )
+    viewer_token_secret: SecretStr | None = Field(None, min_length=32, validation_alias=_livelog("VIEWER_TOKEN_SECRET"))
     cors_origins: Annotated[list[str], NoDecode] = Field([], validation_alias=_livelog("CORS_ORIGINS"))
     redis_url: SecretStr | None = Field(None, validation_alias=_livelog("REDIS_URL"))
     data_dir: Path = Field(Path("livelog-data"), validation_alias=_livelog("DATA_DIR"))
@@ -55,6 +53,14 @@ class Settings(BaseSettings):
     queue_size: int = Field(10_000, ge=1, le=10_000_000, validation_alias=_livelog("QUEUE_SIZE"))
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, validation_alias=_livelog("MAX_BODY_BYTES"))
     log_level: str = Field("INFO", validation_alias=_livelog("LOG_LEVEL"))
+    # runs one API key may have going at once (429 beyond)
+    max_runs_per_key: int = Field(10, ge=1, le=10_000, validation_alias=_livelog("MAX_RUNS_PER_KEY"))
+    # rooms one Socket.IO connection may be subscribed to at once
+    max_subscriptions: int = Field(100, ge=1, le=100_000, validation_alias=_livelog("MAX_SUBSCRIPTIONS"))
+    # finished runs older than this are deleted, with their lines, from the API's store and the backlog
+    retention_days: float = Field(30, gt=0, le=36_500, validation_alias=_livelog("RETENTION_DAYS"))
+    # and the oldest finished runs go while the store holds more lines than this
+    retention_lines: int = Field(5_000_000, ge=1, validation_alias=_livelog("RETENTION_LINES"))
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from livelog.auth import Grant, InvalidCredentials, bearer, is_api_key, verify_viewer_token
+from livelog.auth import Grant, InvalidCredentials, bearer, is_api_key, key_id, verify_viewer_token
 from livelog.broadcaster import HttpBroadcaster
 from livelog.config import Settings, reveal, reveal_all
 from livelog.runs import RunManager
@@ -60,6 +60,8 @@ class Caller:
     """Who calls: a key holder (or anyone, when no keys are configured), or a viewer with a grant of runs."""
 
     grant: Grant | None = None
+    # who holds the key (a digest of it, never the key); "" when the API is open
+    owner: str = ""
 
     def may_read(self, run_id: str) -> bool:
         return self.grant is None or self.grant.allows(run_id)
@@ -76,7 +78,7 @@ def _key_holder(request: Request, settings: SettingsDep) -> Caller:
     credential = bearer(request.headers.get("authorization"))
     if credential is None or not is_api_key(keys, credential):
         raise _UNAUTHORIZED
-    return Caller()
+    return Caller(owner=key_id(credential))
 
 
 def _reader(request: Request, settings: SettingsDep) -> Caller:

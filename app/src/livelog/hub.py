@@ -33,6 +33,11 @@ def rooms_of_line(run_id: str, event: Event) -> list[str]:
     return [room(run_id, event), room(ALL_RUNS, event)]
 
 
+class TooManySubscriptions(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"run_id: this connection has {limit} subscriptions, the most it may have")
+
+
 class LogHub:
     """Fans lines out to rooms and replays the backlog to new subscribers, each line once and in order.
 
@@ -45,9 +50,10 @@ class LogHub:
     the same marks for them.
     """
 
-    def __init__(self, sio: socketio.AsyncServer, backlog: Backlog) -> None:
+    def __init__(self, sio: socketio.AsyncServer, backlog: Backlog, max_subscriptions: int = 100) -> None:
         self.sio = sio
         self.backlog = backlog
+        self.max_subscriptions = max_subscriptions
         self.lock = asyncio.Lock()
         self.marks: dict[Event, dict[str, int]] = {event: {} for event in Event}
         self.clients = 0
@@ -86,8 +92,11 @@ class LogHub:
     async def subscribe(self, sid: str, sub: Subscription) -> int:
         """Join the subscription's room and replay what the client missed; return how many lines were replayed."""
         event = Event.of(sub.batch)
+        joined = room(sub.run_id, event)
+        rooms = self.subscriptions[sid]
+        if joined not in rooms and len(rooms) >= self.max_subscriptions:
+            raise TooManySubscriptions(self.max_subscriptions)
         async with self.lock:
-            joined = room(sub.run_id, event)
             await self.sio.enter_room(sid, joined)
             self.subscriptions[sid].add(joined)
             replayed = 0

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from typing import Any, Protocol
 
 from livelog.logs import TaggedLogger
@@ -26,6 +27,11 @@ class RunExists(Exception):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} exists")
         self.run_id = run_id
+
+
+class TooManyRuns(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this API key has {limit} runs going, the most it may have; start more when one ends")
 
 
 class RunLogger:
@@ -51,28 +57,57 @@ class RunLogger:
 class RunManager:
     """The runs this process executes: each a task, tracked until it ends, cancelled at shutdown."""
 
-    def __init__(self, store: RunStore, broadcaster: Broadcast) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        broadcaster: Broadcast,
+        *,
+        max_runs_per_owner: int = 10,
+        retention_s: float = 30 * 86400,
+        retention_lines: int = 5_000_000,
+    ) -> None:
         self.store = store
         self._broadcaster = broadcaster
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: Counter[str] = Counter()
+        self._max_runs_per_owner = max_runs_per_owner
+        self._retention_s = retention_s
+        self._retention_lines = retention_lines
 
     @property
     def active(self) -> int:
         return len(self._tasks)
 
-    def start(self, request: RunRequest) -> str:
-        """Start a workflow run; return its id, or raise RunExists."""
+    def start(self, request: RunRequest, owner: str = "") -> str:
+        """Start a workflow run for `owner` (who asked: an API key's id); return its id.
+
+        Raises TooManyRuns when the owner has the most runs going it may have, RunExists when the id is taken.
+        """
+        if self._running[owner] >= self._max_runs_per_owner:
+            raise TooManyRuns(self._max_runs_per_owner)
         run_id = self._create(request.run_id, request.workflow, request.model_dump(exclude={"run_id"}))
+        self._running[owner] += 1
         task = asyncio.create_task(self._execute(run_id, request))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def ended(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._running[owner] -= 1
+
+        task.add_done_callback(ended)
         return run_id
+
+    def prune(self) -> None:
+        """Apply the retention policy to the store; say what went."""
+        if removed := self.store.prune(self._retention_s, self._retention_lines):
+            log.info("Retention removed %d runs (oldest: %s)", len(removed), removed[0])
 
     def log_test_line(self, run_id: str | None, message: str) -> LogLine:
         """A one-line run, finished at once: proves the way from here to the browsers."""
         run_id = self._create(run_id or f"test-{uuid.uuid4().hex[:12]}", "test-log", {})
         line = RunLogger(run_id, self.store, self._broadcaster)(f"[TEST] {message}")
         self.store.finish_run(run_id, "succeeded")
+        self.prune()
         return line
 
     async def shutdown(self) -> None:
@@ -100,3 +135,4 @@ class RunManager:
             self.store.finish_run(run_id, "failed", str(exc))
         else:
             self.store.finish_run(run_id, "succeeded")
+        self.prune()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from importlib.resources import files
 from typing import Any
 
 import socketio
@@ -21,7 +20,7 @@ from livelog.auth import Grant, InvalidCredentials, verify_viewer_token
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.http_body import read_capped_body
-from livelog.hub import HubRedisManager, LogHub, room
+from livelog.hub import HubRedisManager, LogHub, TooManySubscriptions, room
 from livelog.logs import TaggedLogger
 from livelog.models import (
     BroadcastAccepted,
@@ -32,6 +31,7 @@ from livelog.models import (
     SocketIOHealth,
     Subscription,
 )
+from livelog.viewer import viewer_page
 
 log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 
@@ -44,10 +44,10 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
     backlog: Backlog = (
         RedisBacklog(redis_url, settings.backlog_size)
         if redis_url
-        else SqliteBacklog(settings.data_dir / "backlog.sqlite3", settings.backlog_size)
+        else SqliteBacklog(settings.data_dir / "backlog.sqlite3", settings.backlog_size, settings.retention_lines)
     )
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager)
-    hub = LogHub(sio, backlog)
+    hub = LogHub(sio, backlog, max_subscriptions=settings.max_subscriptions)
     if manager is not None:
         manager.hub = hub
     register_events(sio, hub, reveal(settings.viewer_token_secret))
@@ -70,7 +70,7 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
         await backlog.close()
 
     app = FastAPI(title="livelog Socket.IO server", lifespan=lifespan, docs_url=None, redoc_url=None)
-    viewer = files("livelog").joinpath("static/viewer.html").read_text()
+    viewer = viewer_page()
 
     @app.get("/health")
     async def health() -> SocketIOHealth:
@@ -83,8 +83,8 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
         )
 
     @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        """A page that subscribes to every run and shows lines as they arrive."""
+    async def page() -> HTMLResponse:
+        """A page that shows the runs its viewer token covers as lines arrive."""
         return viewer
 
     @app.post("/internal/broadcast", responses={401: {}, 413: {}, 422: {}})
@@ -163,7 +163,10 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret:
             grant: Grant = (await sio.get_session(sid))["grant"]
             if not grant.allows(sub.run_id):
                 return {"ok": False, "error": f"run_id: the viewer token does not cover {sub.run_id}"}
-        replayed = await hub.subscribe(sid, sub)
+        try:
+            replayed = await hub.subscribe(sid, sub)
+        except TooManySubscriptions as exc:
+            return {"ok": False, "error": str(exc)}
         return {"ok": True, "room": room(sub.run_id, Event.of(sub.batch)), "replayed": replayed}
 
     async def unsubscribe(sid: str, sub: Subscription) -> Ack:

@@ -22,6 +22,7 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self._db = sqlite.connect(path)
         self._db.execute(_RUNS_TABLE)
+        self._db.execute("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)")
 
     def create_run(self, run_id: str, workflow: str, params: dict[str, Any]) -> bool:
         """Record a new run; False if the id is taken."""
@@ -63,6 +64,27 @@ class RunStore:
             f"{sqlite.SELECT_LINES} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?", (run_id, after_seq, limit)
         )
         return [sqlite.to_line(row) for row in rows]
+
+    def prune(self, max_age_s: float, max_lines: int) -> list[str]:
+        """Delete finished runs older than `max_age_s`, then the oldest finished runs while the store holds more
+        than `max_lines` lines; return the ids deleted. Running runs are never deleted."""
+        finished = self._db.execute(
+            "SELECT run_id, lines, created FROM runs WHERE status != 'running' ORDER BY created"
+        ).fetchall()
+        total = self._db.execute("SELECT COALESCE(SUM(lines), 0) FROM runs").fetchone()[0]
+        cutoff = time.time() - max_age_s
+        doomed = []
+        for run_id, lines, created in finished:
+            if created >= cutoff and total <= max_lines:
+                break
+            doomed.append(run_id)
+            total -= lines
+        with self._db:
+            self._db.execute("BEGIN")
+            for run_id in doomed:
+                self._db.execute("DELETE FROM lines WHERE run_id = ?", (run_id,))
+                self._db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        return doomed
 
     def close(self) -> None:
         self._db.close()
