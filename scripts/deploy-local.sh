@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 NAME=${LIVELOG_LOCAL_NAME:-livelog-local}
 IMG=${IMG:-localhost/debian12-systemd}
-PORT=${LIVELOG_LOCAL_PORT:-8080}
+PORT=${LIVELOG_LOCAL_PORT:-8080}            # HTTP: redirects to HTTPS
+TLS_PORT=${LIVELOG_LOCAL_TLS_PORT:-8443}    # HTTPS, with a self-signed certificate made on the host
+URL=https://127.0.0.1:$TLS_PORT
+STATE=.local/deploy-local
 export PATH=$ROOT/.venv/bin:$PATH ANSIBLE_CONFIG=$ROOT/ansible.cfg
 
 if [ "${1:-}" = --destroy ]; then
@@ -22,10 +25,10 @@ command -v ansible-playbook >/dev/null || { echo "no .venv: run scripts/bootstra
 podman image exists "$IMG" || { echo "no image $IMG: run scripts/build-test-image.sh first" >&2; exit 1; }
 
 if ! podman container exists "$NAME"; then
-  echo "### starting $NAME from $IMG (systemd, published on 127.0.0.1:$PORT)"
+  echo "### starting $NAME from $IMG (systemd, published on 127.0.0.1:$PORT and 127.0.0.1:$TLS_PORT)"
   # systemd=always: tmpfs /run and /tmp, writable cgroup; SYS_ADMIN: the units' sandboxing needs it
   podman run -d --name "$NAME" --hostname "$NAME" --systemd=always --cap-add SYS_ADMIN \
-    -p "127.0.0.1:$PORT:80" "$IMG" /lib/systemd/systemd >/dev/null
+    -p "127.0.0.1:$PORT:80" -p "127.0.0.1:$TLS_PORT:443" "$IMG" /lib/systemd/systemd >/dev/null
 elif [ "$(podman inspect -f '{{.State.Running}}' "$NAME")" != true ]; then
   podman start "$NAME" >/dev/null
 fi
@@ -43,9 +46,19 @@ cat > .local/inventory.ini <<INV
 $NAME ansible_connection=containers.podman.podman ansible_python_interpreter=/usr/bin/python3
 INV
 
-ansible-playbook -i .local/inventory.ini deploy.yml "$@"
+# the public URL is the published port: HTTP on $PORT redirects there
+ansible-playbook -i .local/inventory.ini deploy.yml -e "livelog_public_url=$URL" "$@"
+
+# the deployment's API key, for this machine's user only; and a viewer token for every run, for an hour
+mkdir -p "$STATE" && chmod 0700 "$STATE"
+(umask 077 && podman exec "$NAME" cat /etc/livelog/api-key > "$STATE/api-key")
+token=$(podman exec "$NAME" /opt/livelog/current/bin/livelog token --env-file /etc/livelog/livelog.env --runs '*' --ttl 3600)
 echo
-echo "livelog is deployed in the container $NAME: open http://127.0.0.1:$PORT/ (the live log viewer)"
-echo "  health: http://127.0.0.1:$PORT/health   API: http://127.0.0.1:$PORT/api/health   Socket.IO: /socket.io/"
-echo "  prove it again: .venv/bin/livelog smoke --base-url http://127.0.0.1:$PORT"
+echo "livelog is deployed in the container $NAME, with a self-signed certificate: $URL/"
+echo "  the API key is in $STATE/api-key (mode 0600):"
+echo "    curl -k -H \"Authorization: Bearer \$(cat $STATE/api-key)\" -X POST $URL/api/runs"
+echo "  prove it again: .venv/bin/livelog smoke --base-url $URL --api-key \"\$(cat $STATE/api-key)\" --no-verify-tls"
 echo "  remove it: $0 --destroy"
+echo
+echo "Open the live log viewer (the token in the link lets this browser watch every run for an hour):"
+echo "  $URL/#token=$token"

@@ -26,7 +26,10 @@ DEFAULT_WORDS = "Default: "
 
 
 def load(path: Path) -> dict:
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"role_docs: {path} is not valid YAML: {exc}".replace("\n", " ")) from None
 
 
 def markdown(text: str) -> str:

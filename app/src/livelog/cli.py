@@ -31,10 +31,10 @@ from livelog.models import ViewerTokenRequest
 SOCKETIO_START_SECONDS = 10.0
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(env_file: str | None = None) -> Settings:
     """The settings; a bad value ends the process with the variable's name, not a traceback."""
     try:
-        return load_settings()
+        return load_settings(env_file)
     except ConfigurationError as exc:
         raise SystemExit(f"livelog: bad configuration: {exc}") from None
 
@@ -105,12 +105,12 @@ def _wait_listening(settings: Settings, child: subprocess.Popen[bytes]) -> None:
 def smoke(args: argparse.Namespace) -> int:
     from livelog.smoke import SmokeFailure, run_smoke
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(args.env_file)
     api_url = args.api_url or args.base_url or api_endpoint(settings)
     socketio_url = args.socketio_url or args.base_url or socketio_endpoint(settings)
     api_key = args.api_key or next(iter(reveal_all(settings.api_keys)), None)
     try:
-        print(asyncio.run(run_smoke(api_url, socketio_url, args.timeout, api_key)))
+        print(asyncio.run(run_smoke(api_url, socketio_url, args.timeout, api_key, verify_tls=not args.no_verify_tls)))
     except SmokeFailure as failure:
         print(failure, file=sys.stderr)
         return failure.exit_code
@@ -121,7 +121,7 @@ def token(args: argparse.Namespace) -> int:
     """A viewer token signed with this host's LIVELOG_VIEWER_TOKEN_SECRET, printed alone on stdout."""
     from livelog.auth import mint_viewer_token
 
-    secret = reveal(settings_or_exit().viewer_token_secret)
+    secret = reveal(settings_or_exit(args.env_file).viewer_token_secret)
     if secret is None:
         print("livelog: LIVELOG_VIEWER_TOKEN_SECRET is not set: there is nothing to sign tokens with", file=sys.stderr)
         return 2
@@ -151,9 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     smoke_parser.add_argument("--socketio-url", help="the Socket.IO server directly (default: from the environment)")
     smoke_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait at each hop")
     smoke_parser.add_argument("--api-key", help="an API key (default: the first of LIVELOG_API_KEYS, if any)")
+    smoke_parser.add_argument("--env-file", help="read the settings (and so the API key) from this file, not ./.env")
+    smoke_parser.add_argument(
+        "--no-verify-tls",
+        action="store_true",
+        help="do not check the certificate (for a proof on the host itself, through nginx on loopback)",
+    )
     token_parser = commands.add_parser("token", help="print a viewer token for a browser (on the host)")
     token_parser.add_argument("--runs", default="*", help="comma-separated run ids the token may read; * for all")
     token_parser.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token_parser.add_argument("--env-file", help="read the settings from this file, e.g. /etc/livelog/livelog.env")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.component)

@@ -90,10 +90,10 @@ class ConfigurationError(Exception):
     """The environment or `.env` holds a value livelog cannot run with; the message names the variable."""
 
 
-def load_settings() -> Settings:
-    """Settings from the environment and `.env`, or ConfigurationError naming each bad variable."""
+def load_settings(env_file: str | None = None) -> Settings:
+    """Settings from the environment and `.env` (or `env_file`), or ConfigurationError naming each bad variable."""
     try:
-        return Settings()
+        return Settings(_env_file=env_file) if env_file else Settings()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise ConfigurationError(problems) from None

@@ -53,7 +53,9 @@ def _json_object(response: httpx.Response, what: str, hop: str) -> dict[str, Any
     return body
 
 
-async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float, api_key: str | None = None) -> str:
+async def run_smoke(
+    api_url: str, socketio_url: str, hop_timeout: float, api_key: str | None = None, verify_tls: bool = True
+) -> str:
     """Return a one-line report of the round trip; raise SmokeFailure naming the hop that failed.
 
     With `api_key`, the API calls carry it, and the client connects with a viewer token minted for the test run.
@@ -61,7 +63,7 @@ async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float, api_key
     api_url, socketio_url = api_url.rstrip("/"), socketio_url.rstrip("/")
     run_id = f"smoke-{uuid.uuid4().hex[:12]}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(timeout=hop_timeout) as http:
+    async with httpx.AsyncClient(timeout=hop_timeout, verify=verify_tls) as http:
         health = await _get_json(http, f"{socketio_url}/health", "health")
         if health.get("status") != "healthy" or health.get("service") != "socketio":
             raise SmokeFailure("health", f"{socketio_url}/health answered {health}")
@@ -69,7 +71,7 @@ async def run_smoke(api_url: str, socketio_url: str, hop_timeout: float, api_key
         await _get_json(http, f"{api_url}/api/health", "API")
         auth = {"token": await _viewer_token(http, api_url, run_id)} if api_key else None
 
-        client = socketio.AsyncClient(reconnection=False)
+        client = socketio.AsyncClient(reconnection=False, ssl_verify=verify_tls)
         arrived: asyncio.Queue[tuple[float, LogLine]] = asyncio.Queue()
 
         async def on_log(line: LogLine) -> None:
