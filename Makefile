@@ -5,13 +5,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help run bootstrap image deploy-local test lint docs pytest molecule bench clean
+.PHONY: help run bootstrap image deploy-local test lint docs pytest fuzz molecule bench clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
-	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs) + backend tests + molecule test --all (what CI runs)"
+	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs) + backend tests + API fuzzing + molecule test --all (what CI runs)"
 	@echo "make run           the backend alone, no containers: Socket.IO on :7000, API on :8000 (Ctrl-C stops)"
-	@echo "make lint | docs | pytest | molecule | bench | clean"
+	@echo "make lint | docs | pytest | fuzz | molecule | bench | clean"
 
 # The backend alone: a venv with just the app (no Ansible, no podman), then both services in this terminal.
 run:
@@ -26,7 +26,7 @@ image: bootstrap
 deploy-local: bootstrap image
 	scripts/deploy-local.sh
 
-test: bootstrap image lint pytest molecule
+test: bootstrap image lint pytest fuzz molecule
 
 lint:
 	ansible-lint
@@ -41,6 +41,10 @@ docs:
 
 pytest:
 	@if [ -d app/tests ]; then pytest app/tests; else echo "pytest: app/tests does not exist yet, nothing to run"; fi
+
+# Schemathesis from the API's own OpenAPI, with a key: bounded, seeded; fails on any 5xx or schema violation
+fuzz:
+	scripts/fuzz-api.sh
 
 molecule:
 	molecule test --all

@@ -2,6 +2,8 @@
 # The backend alone, no containers: a virtualenv with just the app in .venv-app, then
 # `livelog serve all` (Socket.IO on 127.0.0.1:7000, API on 127.0.0.1:8000) in this terminal.
 # Configuration: environment variables or ./.env (app/README.md). Ctrl-C stops both services.
+# Credentials: unless the environment sets them, an API key and a viewer token secret are made once and kept
+# in .local/run-backend/ (mode 0600); the script prints the key's file and a viewer link with a fresh token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-app
@@ -20,5 +22,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -e ./app
   echo "$want" > "$stamp"
 fi
-echo "### run-backend: open http://127.0.0.1:7000/ ; start a run: curl -X POST http://127.0.0.1:8000/api/runs"
+STATE=.local/run-backend
+mkdir -p "$STATE" && chmod 0700 "$STATE"
+for secret in api-key viewer-token-secret; do
+  [ -s "$STATE/$secret" ] || (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$STATE/$secret")
+done
+export LIVELOG_API_KEYS=${LIVELOG_API_KEYS:-$(cat "$STATE/api-key")}
+export LIVELOG_VIEWER_TOKEN_SECRET=${LIVELOG_VIEWER_TOKEN_SECRET:-$(cat "$STATE/viewer-token-secret")}
+token=$("$VENV/bin/livelog" token --runs '*' --ttl 3600)
+echo "### run-backend: the API key is in $STATE/api-key; start a run:"
+echo "    curl -H \"Authorization: Bearer \$(cat $STATE/api-key)\" -X POST http://127.0.0.1:8000/api/runs"
+echo "### run-backend: watch every run for an hour: http://127.0.0.1:7000/#token=$token"
 exec "$VENV/bin/livelog" serve all

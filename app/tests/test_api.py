@@ -67,6 +67,12 @@ async def test_test_log_returns_run_and_seq(shared_pair: tuple[Service, Service]
         ("POST", "/api/runs", b'{"run_id": "../../etc"}', 422),
         ("POST", "/api/test-log", b'{"message": ""}', 422),
         ("POST", "/api/test-log", b'{"run_id": "dup-1"}', 409),
+        # found by schemathesis: no 500 for a seq SQLite cannot hold, no lax coercion, no echo that cannot encode
+        ("GET", "/api/runs/dup-1/logs?after_seq=9223372036854775808", None, 422),
+        ("POST", "/api/runs", b'{"interval_ms": true}', 422),
+        ("POST", "/api/runs", b'{"lines": "10", "workflow": "chatter"}', 422),
+        ("POST", "/api/test-log", b'{"message": "\\ud800"}', 422),
+        ("POST", "/api/test-log", b"\xff", 400),
     ],
 )
 def test_bad_requests_get_4xx(
@@ -77,6 +83,7 @@ def test_bad_requests_get_4xx(
     headers = {"Content-Type": "application/json"}
     response = httpx.request(method, f"{api.url}{path}", content=body, headers=headers)
     assert response.status_code == status, response.text
+    assert "Traceback" not in response.text and "\\ud800" not in response.text
     assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
 
 

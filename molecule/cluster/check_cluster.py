@@ -6,12 +6,16 @@ Phase 2: a longer run; when the client on the first node has --stop-after lines,
 --ready-file and waits until that node stops answering (verify.yml stops its service). That client moves on
 through nginx; every client must still end with every line exactly once, and the run must have been under way
 when the node went down.
+
+Runs are started with the API key in LIVELOG_API_KEYS (the first one), and every client connects with a viewer
+token for every run minted with it; nginx is dialled over HTTPS without checking its self-signed certificate.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -68,11 +72,19 @@ async def node_down(http: httpx.AsyncClient, node: str) -> bool:
 
 async def main(args: argparse.Namespace) -> int:
     nginx, nodes = args.nginx.rstrip("/"), [node.rstrip("/") for node in args.node]
-    async with httpx.AsyncClient(timeout=10) as http:
+    key = os.environ["LIVELOG_API_KEYS"].split(",")[0]
+    async with httpx.AsyncClient(timeout=10, verify=False, headers={"Authorization": f"Bearer {key}"}) as http:  # noqa: S501
+        token_answer = await http.post(f"{nginx}/api/viewer-tokens", json={"runs": ["*"], "ttl_s": 900})
+        token_answer.raise_for_status()
+        token = token_answer.json()["token"]
+
+        def subscriber(urls: str | list[str], run_id: str) -> LogSubscriber:
+            return LogSubscriber(urls, run_id, token=token, verify_tls=False)
+
         print(f"phase 1: {args.lines}-line run, a client on each node and one through nginx")
         run_id, total = await start_run(http, nginx, args.lines, interval_ms=5)
-        clients = {f"node {node}": LogSubscriber(node, run_id) for node in nodes}
-        clients["nginx"] = LogSubscriber(nginx, run_id)
+        clients = {f"node {node}": subscriber(node, run_id) for node in nodes}
+        clients["nginx"] = subscriber(nginx, run_id)
         for client in clients.values():
             await client.connect()
         started = time.perf_counter()
@@ -84,9 +96,9 @@ async def main(args: argparse.Namespace) -> int:
 
         print(f"phase 2: stop {nodes[0]} in the middle of a {args.failover_lines}-line run")
         run_id, total = await start_run(http, nginx, args.failover_lines, interval_ms=20)
-        moving = LogSubscriber([nodes[0], nginx], run_id)
-        clients = {"moving (node 1, then nginx)": moving, "nginx": LogSubscriber(nginx, run_id)}
-        clients.update({f"node {node}": LogSubscriber(node, run_id) for node in nodes[1:]})
+        moving = subscriber([nodes[0], nginx], run_id)
+        clients = {"moving (node 1, then nginx)": moving, "nginx": subscriber(nginx, run_id)}
+        clients.update({f"node {node}": subscriber(node, run_id) for node in nodes[1:]})
         for client in clients.values():
             await client.connect()
         async with asyncio.timeout(60):
@@ -119,7 +131,7 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nginx", required=True, help="http://<nginx host>[:port]")
+    parser.add_argument("--nginx", required=True, help="https://<nginx host>[:port]")
     parser.add_argument("--node", action="append", required=True, help="http://<node>:7000 (twice or more)")
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--failover-lines", type=int, default=600)

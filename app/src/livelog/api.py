@@ -10,6 +10,7 @@ from livelog.auth import mint_viewer_token
 from livelog.config import reveal
 from livelog.deps import BroadcasterDep, KeyHolderDep, ReaderDep, RunsDep, SettingsDep, StoreDep
 from livelog.models import (
+    MAX_SEQ,
     ApiHealth,
     LogLine,
     Run,
@@ -24,9 +25,11 @@ from livelog.workflows import RunRequest
 router = APIRouter()
 Responses = dict[int | str, dict[str, Any]]
 UNAUTHORIZED: Responses = {401: {"description": "No API key, or not a valid one"}}
+# FastAPI's own answer to a body it cannot decode (not UTF-8, not JSON at all)
+UNREADABLE: Responses = {400: {"description": "The body could not be read as JSON"}}
 READ: Responses = {**UNAUTHORIZED, 403: {"description": "The viewer token does not cover this run"}}
 NOT_FOUND: Responses = {**READ, 404: {"description": "No such run"}}
-TAKEN: Responses = {**UNAUTHORIZED, 409: {"description": "The run id is taken"}}
+TAKEN: Responses = {**UNAUTHORIZED, **UNREADABLE, 409: {"description": "The run id is taken"}}
 STARTED: Responses = {**TAKEN, 429: {"description": "This API key has the most runs going it may have"}}
 
 
@@ -81,7 +84,7 @@ async def get_logs(
     caller: ReaderDep,
     store: StoreDep,
     run_id: str,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[LogLine]:
     _readable(caller, run_id)
@@ -99,7 +102,10 @@ async def test_log(
     return TestLogSent(run_id=line["run_id"], seq=line["seq"], endpoint=broadcaster.endpoint)
 
 
-@router.post("/api/viewer-tokens", responses={**UNAUTHORIZED, 503: {"description": "Viewer tokens are not configured"}})
+@router.post(
+    "/api/viewer-tokens",
+    responses={**UNAUTHORIZED, **UNREADABLE, 503: {"description": "Viewer tokens are not configured"}},
+)
 async def create_viewer_token(_caller: KeyHolderDep, settings: SettingsDep, request: ViewerTokenRequest) -> ViewerToken:
     """A short-lived token for a browser: it may read the runs named (`*`: every run) until it expires."""
     secret = reveal(settings.viewer_token_secret)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from livelog.api import router
 from livelog.broadcaster import HttpBroadcaster
@@ -52,6 +56,8 @@ def create_api(settings: Settings) -> FastAPI:
     app.add_exception_handler(RunExists, _answer(409))
     app.add_exception_handler(TooManyRuns, _answer(429))
     app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(405, _method_not_allowed)
     app.include_router(router)
     return app
 
@@ -61,6 +67,25 @@ def _answer(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
         return JSONResponse(status_code=status, content={"detail": str(exc)})
 
     return answer
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 with every method the path has: Starlette's own names only the first route's (GET /api/runs and POST
+    /api/runs are two routes)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(methods))}
+    )
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> Response:
+    """422 naming each problem, without echoing the input back (it may be large, or not encodable)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in errors]
+    return Response(json.dumps({"detail": detail}), status_code=422, media_type="application/json")
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -53,6 +53,9 @@ def serve(component: str) -> int:
     else:
         from livelog.api_app import create_api
 
+        if problems := settings.problems_serving_api():
+            raise SystemExit(f"livelog: bad configuration: {'; '.join(problems)}")
+
         app, host, port = create_api(settings), settings.rest_api_host, settings.rest_api_port
     # log_config=None: uvicorn's records go through the root logger configured above
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

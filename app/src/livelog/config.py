@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -77,13 +77,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host.strip()!r} is not a host name or IP address (the port is SOCKETIO_PORT)")
         return value
 
-    @model_validator(mode="after")
-    def _keys_need_viewer_tokens(self) -> Settings:
+    def problems_serving_api(self) -> list[str]:
+        """What keeps this configuration from serving the API (a client such as `livelog smoke` needs less)."""
         if self.api_keys and self.viewer_token_secret is None:
-            raise ValueError(
-                "LIVELOG_API_KEYS is set but LIVELOG_VIEWER_TOKEN_SECRET is not: browsers could not be given tokens"
-            )
-        return self
+            return [
+                "LIVELOG_VIEWER_TOKEN_SECRET: LIVELOG_API_KEYS is set, so it must be too (browsers need viewer tokens)"
+            ]
+        return []
 
 
 class ConfigurationError(Exception):

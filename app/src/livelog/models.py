@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic validates typing.TypedDict only from Python 3.12
 
 _RUN_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
@@ -21,9 +21,23 @@ MAX_MESSAGE_CHARS = 8192
 MAX_BATCH_LINES = 1000
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
+# the largest seq SQLite stores (a signed 64-bit integer)
+MAX_SEQ = 2**63 - 1
+
+
+def _a_json_number(value: object) -> object:
+    """JSON numbers only: pydantic's lax mode would take `true` or `"10"` for an int; 1.0 stays an integer."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a JSON number, not a string or a boolean")
+    return value
+
+
+# after an int's constraints (Annotated[int, Field(...), JSON_NUMBER]; before them the schema loses its bounds):
+# a JSON number (1 or 1.0), never `true` or `"1"`
+JSON_NUMBER = BeforeValidator(_a_json_number)
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
-SeqMark = Annotated[int, Field(ge=0)]
+SeqMark = Annotated[int, Field(ge=0, le=MAX_SEQ), JSON_NUMBER]
 
 
 class Event(StrEnum):
@@ -40,7 +54,7 @@ class Event(StrEnum):
 @with_config(ConfigDict(extra="forbid"))
 class LogLine(TypedDict):
     run_id: RunId
-    seq: Annotated[int, Field(ge=1)]  # per run, from 1
+    seq: Annotated[int, Field(ge=1, le=MAX_SEQ), JSON_NUMBER]  # per run, from 1
     ts: float  # seconds since the epoch, when the workflow logged it
     level: Annotated[Level, Field(default="INFO")]
     message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
@@ -143,7 +157,7 @@ class ViewerTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     runs: Annotated[list[Annotated[str, Field(pattern=RUN_SELECTOR_PATTERN)]], Field(min_length=1, max_length=100)]
-    ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
+    ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600), JSON_NUMBER] = 3600
 
 
 class ViewerToken(BaseModel):

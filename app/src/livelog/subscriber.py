@@ -28,6 +28,7 @@ class LogSubscriber:
         after_seq: Any = 0,
         retry_delay: float = 0.2,
         token: str | None = None,
+        verify_tls: bool = True,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self.run_id = run_id
@@ -44,7 +45,7 @@ class LogSubscriber:
         self._current = 0
         self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = socketio.AsyncClient(reconnection=False, ssl_verify=verify_tls)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on(Event.LINE, self._on_log)

@@ -15,7 +15,7 @@ from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from livelog.models import Level, LogLine, RunId
+from livelog.models import JSON_NUMBER, Level, LogLine, RunId
 
 
 class Emit(Protocol):
@@ -100,9 +100,9 @@ class RunRequest(BaseModel):
     workflow: Annotated[str, Field(json_schema_extra={"enum": list(WORKFLOWS)})] = DEFAULT_WORKFLOW
     run_id: RunId | None = None
     # pause between lines; the demo's default is slow enough to watch
-    interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 150
+    interval_ms: Annotated[int, Field(ge=0, le=10_000), JSON_NUMBER] = 150
     # chatter only: how many lines to emit
-    lines: Annotated[int, Field(ge=1, le=100_000)] = 100
+    lines: Annotated[int, Field(ge=1, le=100_000), JSON_NUMBER] = 100
 
     @field_validator("workflow")
     @classmethod
