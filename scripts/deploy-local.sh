@@ -52,12 +52,15 @@ ansible-playbook -i .local/inventory.ini deploy.yml -e "livelog_public_url=$URL"
 # the deployment's API key, for this machine's user only; and a viewer token for every run, for an hour
 mkdir -p "$STATE" && chmod 0700 "$STATE"
 (umask 077 && podman exec "$NAME" cat /etc/livelog/api-key > "$STATE/api-key")
+podman exec "$NAME" cat /etc/livelog/tls/self-signed.crt > "$STATE/ca.pem"
+# the proof again, from here through the public URL, the certificate checked against the host's own
+LIVELOG_API_KEYS=$(cat "$STATE/api-key") livelog smoke --base-url "$URL" --ca-file "$STATE/ca.pem"
 token=$(podman exec "$NAME" /opt/livelog/current/bin/livelog token --env-file /etc/livelog/livelog.env --runs '*' --ttl 3600)
 echo
 echo "livelog is deployed in the container $NAME, with a self-signed certificate: $URL/"
 echo "  the API key is in $STATE/api-key (mode 0600):"
 echo "    curl -k -H \"Authorization: Bearer \$(cat $STATE/api-key)\" -X POST $URL/api/runs"
-echo "  prove it again: .venv/bin/livelog smoke --base-url $URL --api-key \"\$(cat $STATE/api-key)\" --no-verify-tls"
+echo "  prove it again: .venv/bin/livelog smoke --base-url $URL --ca-file $STATE/ca.pem --api-key \"\$(cat $STATE/api-key)\""
 echo "  remove it: $0 --destroy"
 echo
 echo "Open the live log viewer (the token in the link lets this browser watch every run for an hour):"

@@ -182,3 +182,32 @@ def test_keys_without_a_good_token_secret_are_a_configuration_error(settings: di
     )  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("livelog: bad configuration: ") and "VIEWER_TOKEN_SECRET" in result.stderr
+
+
+async def test_a_frontend_on_another_origin_uses_a_token(module_services: Services) -> None:
+    """The seed's Next.js case: its origin in LIVELOG_CORS_ORIGINS, a viewer token in Authorization and in auth."""
+    origin = "https://app.example"
+    sio, api = module_services.pair(**SETTINGS, LIVELOG_CORS_ORIGINS=origin)
+    preflight = httpx.options(
+        f"{api.url}/api/runs",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    token = viewer_token(api, ["*"])
+    runs = httpx.get(f"{api.url}/api/runs", headers={"Origin": origin, "Authorization": f"Bearer {token}"})
+    assert runs.status_code == 200 and runs.headers["access-control-allow-origin"] == origin
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(sio.url, headers={"Origin": origin}, auth={"token": token}, wait_timeout=5)
+    assert client.connected
+    await client.disconnect()
+    elsewhere = socketio.AsyncClient(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await elsewhere.connect(
+            sio.url, headers={"Origin": "https://evil.example"}, auth={"token": token}, wait_timeout=5
+        )

@@ -51,7 +51,13 @@ def create_api(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="livelog REST API", lifespan=lifespan)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+        # a frontend on another origin sends a viewer token (or a key) in Authorization
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RunExists, _answer(409))
     app.add_exception_handler(TooManyRuns, _answer(429))

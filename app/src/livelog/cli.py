@@ -113,7 +113,10 @@ def smoke(args: argparse.Namespace) -> int:
     socketio_url = args.socketio_url or args.base_url or socketio_endpoint(settings)
     api_key = args.api_key or next(iter(reveal_all(settings.api_keys)), None)
     try:
-        print(asyncio.run(run_smoke(api_url, socketio_url, args.timeout, api_key, verify_tls=not args.no_verify_tls)))
+        report = run_smoke(
+            api_url, socketio_url, args.timeout, api_key, verify_tls=not args.no_verify_tls, ca_file=args.ca_file
+        )
+        print(asyncio.run(report))
     except SmokeFailure as failure:
         print(failure, file=sys.stderr)
         return failure.exit_code
@@ -155,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     smoke_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait at each hop")
     smoke_parser.add_argument("--api-key", help="an API key (default: the first of LIVELOG_API_KEYS, if any)")
     smoke_parser.add_argument("--env-file", help="read the settings (and so the API key) from this file, not ./.env")
+    smoke_parser.add_argument("--ca-file", help="check the certificate against this CA (or self-signed certificate)")
     smoke_parser.add_argument(
         "--no-verify-tls",
         action="store_true",

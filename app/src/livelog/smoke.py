@@ -7,11 +7,15 @@ health (Socket.IO server's /health), API (/api/health and POST /api/test-log), S
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import socketio
 
@@ -54,7 +58,12 @@ def _json_object(response: httpx.Response, what: str, hop: str) -> dict[str, Any
 
 
 async def run_smoke(
-    api_url: str, socketio_url: str, hop_timeout: float, api_key: str | None = None, verify_tls: bool = True
+    api_url: str,
+    socketio_url: str,
+    hop_timeout: float,
+    api_key: str | None = None,
+    verify_tls: bool = True,
+    ca_file: str | None = None,
 ) -> str:
     """Return a one-line report of the round trip; raise SmokeFailure naming the hop that failed.
 
@@ -63,7 +72,8 @@ async def run_smoke(
     api_url, socketio_url = api_url.rstrip("/"), socketio_url.rstrip("/")
     run_id = f"smoke-{uuid.uuid4().hex[:12]}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(timeout=hop_timeout, verify=verify_tls) as http:
+    tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else verify_tls
+    async with httpx.AsyncClient(timeout=hop_timeout, verify=tls) as http, _socketio_session(tls) as session:
         health = await _get_json(http, f"{socketio_url}/health", "health")
         if health.get("status") != "healthy" or health.get("service") != "socketio":
             raise SmokeFailure("health", f"{socketio_url}/health answered {health}")
@@ -71,7 +81,7 @@ async def run_smoke(
         await _get_json(http, f"{api_url}/api/health", "API")
         auth = {"token": await _viewer_token(http, api_url, run_id)} if api_key else None
 
-        client = socketio.AsyncClient(reconnection=False, ssl_verify=verify_tls)
+        client = socketio.AsyncClient(reconnection=False, ssl_verify=verify_tls, http_session=session)
         arrived: asyncio.Queue[tuple[float, LogLine]] = asyncio.Queue()
 
         async def on_log(line: LogLine) -> None:
@@ -128,6 +138,16 @@ async def _round_trip(
             )
     broadcaster = await _broadcaster_state(http, api_url)
     raise SmokeFailure("delivery", f"test line {run_id}#{seq} not received within {hop_timeout}s; {broadcaster}")
+
+
+@asynccontextmanager
+async def _socketio_session(tls: ssl.SSLContext | bool) -> AsyncIterator[aiohttp.ClientSession | None]:
+    """The HTTP session the Socket.IO client uses: its own (None) unless it must trust a given CA."""
+    if not isinstance(tls, ssl.SSLContext):
+        yield None
+        return
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session:
+        yield session
 
 
 async def _viewer_token(http: httpx.AsyncClient, api_url: str, run_id: str) -> str | None:
