@@ -117,6 +117,23 @@ async def test_socketio_refuses_forged_and_expired_tokens(locked: tuple[Service,
             await LogSubscriber(sio.url, "any", token=token).connect(wait_seconds=5)
 
 
+async def test_a_connection_ends_when_its_token_expires(locked: tuple[Service, Service]) -> None:
+    sio, api = locked
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(sio.url, auth={"token": viewer_token(api, ["expiring"], ttl_s=2)}, wait_timeout=5)
+    assert (await client.call("subscribe", {"run_id": "expiring"}, timeout=5))["ok"] is True
+    await eventually(lambda: not client.connected, seconds=10, what="the server to end the connection at expiry")
+
+
+def test_a_token_lists_its_runs_however_old(locked: tuple[Service, Service]) -> None:
+    _, api = locked
+    assert call(api, "POST", "/api/test-log", KEY, json={"run_id": "listed-old"}).status_code == 200
+    for number in range(3):
+        assert call(api, "POST", "/api/test-log", KEY, json={"run_id": f"listed-new-{number}"}).status_code == 200
+    token = viewer_token(api, ["listed-old"])
+    assert [run["run_id"] for run in call(api, "GET", "/api/runs?limit=1", token).json()] == ["listed-old"]
+
+
 async def test_a_token_for_run_a_gets_a_and_nothing_else(locked: tuple[Service, Service]) -> None:
     sio, api = locked
     token = viewer_token(api, ["scoped-a"])
@@ -172,16 +189,22 @@ def test_token_command_prints_a_token_the_servers_accept() -> None:
 
 
 @pytest.mark.parametrize(
-    "settings",
-    [{"LIVELOG_API_KEYS": KEY}, {"LIVELOG_API_KEYS": KEY, "LIVELOG_VIEWER_TOKEN_SECRET": "short"}],
+    ("component", "settings", "named"),
+    [
+        ("api", {"LIVELOG_API_KEYS": KEY}, "LIVELOG_VIEWER_TOKEN_SECRET"),
+        ("socketio", {"LIVELOG_API_KEYS": KEY}, "LIVELOG_VIEWER_TOKEN_SECRET"),
+        ("api", {"LIVELOG_API_KEYS": KEY, "LIVELOG_VIEWER_TOKEN_SECRET": "short"}, "LIVELOG_VIEWER_TOKEN_SECRET"),
+        ("api", {"LIVELOG_VIEWER_TOKEN_SECRET": SECRET}, "LIVELOG_API_KEYS"),
+    ],
 )
-def test_keys_without_a_good_token_secret_are_a_configuration_error(settings: dict[str, str]) -> None:
+def test_keys_and_token_secret_go_together(component: str, settings: dict[str, str], named: str) -> None:
+    """Either alone would fail open: keys alone leave Socket.IO to anyone, a secret alone lets anyone mint."""
     result = subprocess.run(
-        [sys.executable, "-m", "livelog", "serve", "api"], env=service_env(**settings),
+        [sys.executable, "-m", "livelog", "serve", component], env=service_env(**settings),
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("livelog: bad configuration: ") and "VIEWER_TOKEN_SECRET" in result.stderr
+    assert result.stderr.startswith("livelog: bad configuration: ") and named in result.stderr, result.stderr
 
 
 async def test_a_frontend_on_another_origin_uses_a_token(module_services: Services) -> None:

@@ -55,7 +55,12 @@ async def test_subscriptions_per_connection_are_capped(capped: tuple[Service, Se
         assert (await client.sio.call("subscribe", {"run_id": run_id}, timeout=5))["ok"] is True
     refused = await client.sio.call("subscribe", {"run_id": "cap-4"}, timeout=5)
     assert refused == {"ok": False, "error": "run_id: this connection has 3 subscriptions, the most it may have"}
+    # a client that emits the server's own `disconnect` and `connect` events resets nothing
+    await client.sio.emit("disconnect")
+    await client.sio.emit("connect", {"token": token})
+    assert await client.sio.call("subscribe", {"run_id": "cap-5"}, timeout=5) == refused
     assert client.sio.connected
+    assert sio.health()["connections"]["subscriptions"] >= 3
     await client.close()
 
 

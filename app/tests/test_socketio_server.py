@@ -123,6 +123,19 @@ async def test_late_subscriber_is_replayed_then_gets_live_lines(sio: Service) ->
         await client.close()
 
 
+async def test_subscribing_again_replays_nothing(sio: Service) -> None:
+    """Subscribing in a loop must not make the server send the backlog over and over."""
+    publish(sio, make_lines("again", 1, 5))
+    client = await LogSubscriber(sio.url, "again").connect()
+    assert client.acks[0]["replayed"] == 5
+    for _ in range(3):
+        assert (await client.sio.call("subscribe", {"run_id": "again", "after_seq": 0}, timeout=5))["replayed"] == 0
+    publish(sio, make_lines("again", 6, 6))
+    await eventually(lambda: client.last_seq() == 6, what="the live line")
+    assert client.seqs() == [1, 2, 3, 4, 5, 6]
+    await client.close()
+
+
 async def test_wildcard_subscription(fresh_sio: Service) -> None:
     sio = fresh_sio
     publish(sio, make_lines("a", 1, 2) + make_lines("b", 1, 2))

@@ -5,8 +5,8 @@ or the ACME CA's root) for the given name; TLS 1.1 is refused (and, as a control
 `openssl s_server`, so the refusal is nginx's and not this client's); TLS 1.2 is accepted; HSTS; no version in Server.
 Access: anonymous calls get 401 and a Socket.IO connection is refused; a key starts a run; a token scoped to one
 run cannot subscribe to another or to `*`, and gets its own run's lines.
-Limits: a key's concurrent runs beyond the cap get the API's 429; a burst beyond nginx's rate gets 429s; the
-service stays healthy. The API key comes from LIVELOG_API_KEYS (the first one).
+Limits: a key's concurrent runs beyond the cap get the API's 429; a burst beyond nginx's rate gets 429s, and so do
+new Socket.IO sessions past theirs; the service stays healthy. The API key comes from LIVELOG_API_KEYS (the first one).
 """
 
 from __future__ import annotations
@@ -175,6 +175,11 @@ async def check_limits(base: str, key: str, max_runs: int) -> None:
         burst = await asyncio.gather(*(keyed.get(f"{base}/api/runs?limit=1") for _ in range(60)))
         counts = {code: [b.status_code for b in burst].count(code) for code in {b.status_code for b in burst}}
         expect(counts.get(429, 0) > 0 and counts.get(200, 0) > 0, f"a burst of 60 gets 429s past the rate: {counts}")
+        await asyncio.sleep(5)  # the handshake bucket refills
+        handshake = f"{base}/socket.io/?EIO=4&transport=polling"
+        opened = await asyncio.gather(*(keyed.get(handshake) for _ in range(60)))
+        counts = {code: [o.status_code for o in opened].count(code) for code in {o.status_code for o in opened}}
+        expect(counts.get(429, 0) > 0 and counts.get(200, 0) > 0, f"60 new Socket.IO sessions get 429s: {counts}")
         health = await keyed.get(f"{base}/health")
         expect(health.status_code == 200 and health.json()["status"] == "healthy", "and the service stays healthy")
 

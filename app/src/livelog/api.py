@@ -10,6 +10,7 @@ from livelog.auth import mint_viewer_token
 from livelog.config import reveal
 from livelog.deps import BroadcasterDep, KeyHolderDep, ReaderDep, RunsDep, SettingsDep, StoreDep
 from livelog.models import (
+    ALL_RUNS,
     MAX_SEQ,
     ApiHealth,
     LogLine,
@@ -61,8 +62,10 @@ async def create_run(caller: KeyHolderDep, runs: RunsDep, request: RunRequest | 
 
 @router.get("/api/runs", responses=UNAUTHORIZED)
 async def list_runs(caller: ReaderDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
-    """The newest runs; for a viewer token, those of its runs only."""
-    return [run for run in store.recent_runs(limit) if caller.may_read(run["run_id"])]
+    """The newest runs; for a viewer token, the newest of its runs."""
+    if caller.grant is None or ALL_RUNS in caller.grant.runs:
+        return store.recent_runs(limit)
+    return store.recent_runs(limit, only=caller.grant.runs)
 
 
 def _readable(caller: ReaderDep, run_id: str) -> None:

@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 from livelog import sqlite
 from livelog.models import LogLine
 
-# how long a quiet run's lines are kept (checked at most once a minute, with the total line limit)
+# how long a quiet run's lines are kept at most (checked at most once a minute, with the total line limit);
+# a shorter LIVELOG_RETENTION_DAYS wins. The backlog serves late and reconnecting clients, the API's store the rest.
 RETENTION_SECONDS = 24 * 3600
 # runs a wildcard subscriber is replayed at most
 MAX_REPLAY_RUNS = 100
@@ -30,9 +31,17 @@ class Backlog(Protocol):
 
 
 class SqliteBacklog:
-    def __init__(self, path: Path, per_run: int, max_lines: int = 5_000_000, check_every_s: float = 60) -> None:
+    def __init__(
+        self,
+        path: Path,
+        per_run: int,
+        max_lines: int = 5_000_000,
+        check_every_s: float = 60,
+        max_age_s: float = RETENTION_SECONDS,
+    ) -> None:
         self.per_run = per_run
         self.max_lines = max_lines
+        self.max_age_s = min(max_age_s, RETENTION_SECONDS)
         self._check_every_s = check_every_s
         self._db = sqlite.connect(path)
         self._next_expiry = 0.0
@@ -66,7 +75,7 @@ class SqliteBacklog:
         if now < self._next_expiry:
             return
         self._next_expiry = now + self._check_every_s
-        self._db.execute("DELETE FROM lines WHERE ts < ?", (now - RETENTION_SECONDS,))
+        self._db.execute("DELETE FROM lines WHERE ts < ?", (now - self.max_age_s,))
         excess = self._db.execute("SELECT COUNT(*) FROM lines").fetchone()[0] - self.max_lines
         if excess > 0:  # the quietest runs go first
             self._db.execute(

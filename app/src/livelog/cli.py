@@ -43,6 +43,8 @@ def serve(component: str) -> int:
     if component == "all":
         return serve_all()
     settings = settings_or_exit()
+    if problems := settings.problems_serving():
+        raise SystemExit(f"livelog: bad configuration: {'; '.join(problems)}")
     configure_logging(settings.log_level)
     import uvicorn
 
@@ -52,9 +54,6 @@ def serve(component: str) -> int:
         app, host, port = create_socketio_app(settings), settings.socketio_host, settings.socketio_port
     else:
         from livelog.api_app import create_api
-
-        if problems := settings.problems_serving_api():
-            raise SystemExit(f"livelog: bad configuration: {'; '.join(problems)}")
 
         app, host, port = create_api(settings), settings.rest_api_host, settings.rest_api_port
     # log_config=None: uvicorn's records go through the root logger configured above

@@ -77,12 +77,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host.strip()!r} is not a host name or IP address (the port is SOCKETIO_PORT)")
         return value
 
-    def problems_serving_api(self) -> list[str]:
-        """What keeps this configuration from serving the API (a client such as `livelog smoke` needs less)."""
+    def problems_serving(self) -> list[str]:
+        """What keeps this configuration from serving either service (a client such as `livelog smoke` needs less).
+
+        Keys and the viewer token secret go together: keys alone would leave Socket.IO open to anyone, a secret
+        alone would let anyone mint tokens.
+        """
         if self.api_keys and self.viewer_token_secret is None:
-            return [
-                "LIVELOG_VIEWER_TOKEN_SECRET: LIVELOG_API_KEYS is set, so it must be too (browsers need viewer tokens)"
-            ]
+            return ["LIVELOG_VIEWER_TOKEN_SECRET: LIVELOG_API_KEYS is set, so it must be too (browsers need tokens)"]
+        if self.viewer_token_secret is not None and not self.api_keys:
+            return ["LIVELOG_API_KEYS: LIVELOG_VIEWER_TOKEN_SECRET is set, so it must be too (or anyone mints tokens)"]
         return []
 
 

@@ -90,15 +90,21 @@ class LogHub:
         return len(singles)
 
     async def subscribe(self, sid: str, sub: Subscription) -> int:
-        """Join the subscription's room and replay what the client missed; return how many lines were replayed."""
+        """Join the subscription's room and replay what the client missed; return how many lines were replayed.
+
+        A room the connection is in already is not replayed again: subscribing in a loop must not make the server
+        send the backlog over and over (unsubscribe first to be replayed anew).
+        """
         event = Event.of(sub.batch)
         joined = room(sub.run_id, event)
-        rooms = self.subscriptions[sid]
-        if joined not in rooms and len(rooms) >= self.max_subscriptions:
-            raise TooManySubscriptions(self.max_subscriptions)
         async with self.lock:
+            rooms = self.subscriptions[sid]
+            if joined in rooms:
+                return 0
+            if len(rooms) >= self.max_subscriptions:
+                raise TooManySubscriptions(self.max_subscriptions)
             await self.sio.enter_room(sid, joined)
-            self.subscriptions[sid].add(joined)
+            rooms.add(joined)
             replayed = 0
             for run_id, after_seq in await self._replay_plan(sub):
                 lines = await self.backlog.since(run_id, after_seq)

@@ -6,7 +6,9 @@ What happens to lines is the hub's job (hub.py).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,7 +46,12 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
     backlog: Backlog = (
         RedisBacklog(redis_url, settings.backlog_size)
         if redis_url
-        else SqliteBacklog(settings.data_dir / "backlog.sqlite3", settings.backlog_size, settings.retention_lines)
+        else SqliteBacklog(
+            settings.data_dir / "backlog.sqlite3",
+            settings.backlog_size,
+            max_lines=settings.retention_lines,
+            max_age_s=settings.retention_days * 86400,
+        )
     )
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager)
     hub = LogHub(sio, backlog, max_subscriptions=settings.max_subscriptions)
@@ -141,10 +148,23 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret: str | None = None) -> None:
-    """The Socket.IO events. With a viewer token secret, a client connects with `auth: {"token": ...}` and may
-    subscribe only to the runs its token covers."""
+    """The Socket.IO events. With a viewer token secret, a client connects with `auth: {"token": ...}`, may subscribe
+    only to the runs its token covers, and is disconnected when the token expires (it reconnects with a new one)."""
+    expiries: dict[str, asyncio.Task[None]] = {}
+
+    def sent_by_the_client(sid: str) -> bool:
+        # a client can emit events named `connect` and `disconnect` too: python-socketio hands them to these
+        # handlers, while the real ones arrive when the sid is pending, so not yet or no longer connected
+        return bool(sio.manager.is_connected(sid, "/"))
+
+    async def end_at_expiry(sid: str, expires: float) -> None:
+        await asyncio.sleep(max(0.0, expires - time.time()))
+        log.info("Disconnecting %s: its viewer token expired", sid)
+        await sio.disconnect(sid)
 
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if sent_by_the_client(sid):
+            return
         if viewer_token_secret is not None:
             token = auth.get("token") if isinstance(auth, dict) else None
             try:
@@ -153,14 +173,21 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret:
                 log.info("Refused a connection: %s", exc)
                 raise socketio.exceptions.ConnectionRefusedError("a valid viewer token is required") from None
             await sio.save_session(sid, {"grant": grant})
+            expiries[sid] = asyncio.create_task(end_at_expiry(sid, grant.expires))
         hub.connected(sid)
 
     async def disconnect(sid: str, reason: Any = None) -> None:
+        if sent_by_the_client(sid):
+            return
+        if expiry := expiries.pop(sid, None):
+            expiry.cancel()
         hub.disconnected(sid)
 
     async def subscribe(sid: str, sub: Subscription) -> Ack:
         if viewer_token_secret is not None:
             grant: Grant = (await sio.get_session(sid))["grant"]
+            if grant.expires <= time.time():
+                return {"ok": False, "error": "the viewer token has expired"}
             if not grant.allows(sub.run_id):
                 return {"ok": False, "error": f"run_id: the viewer token does not cover {sub.run_id}"}
         try:

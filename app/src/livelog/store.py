@@ -55,8 +55,16 @@ class RunStore:
         found = self._db.execute(f"{_SELECT_RUNS} WHERE run_id = ?", (run_id,)).fetchone()
         return _to_run(found) if found else None
 
-    def recent_runs(self, limit: int) -> list[Run]:
-        rows = self._db.execute(f"{_SELECT_RUNS} ORDER BY created DESC LIMIT ?", (limit,))
+    def recent_runs(self, limit: int, only: frozenset[str] | None = None) -> list[Run]:
+        """The newest runs; with `only`, the newest of those runs."""
+        if only is None:
+            rows = self._db.execute(f"{_SELECT_RUNS} ORDER BY created DESC LIMIT ?", (limit,))
+        else:
+            ids = sorted(only)[:1000]  # a token names at most 100 runs
+            marks = ",".join("?" * len(ids))
+            rows = self._db.execute(
+                f"{_SELECT_RUNS} WHERE run_id IN ({marks}) ORDER BY created DESC LIMIT ?", (*ids, limit)
+            )
         return [_to_run(row) for row in rows]
 
     def lines(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
@@ -68,12 +76,13 @@ class RunStore:
     def prune(self, max_age_s: float, max_lines: int) -> list[str]:
         """Delete finished runs older than `max_age_s`, then the oldest finished runs while the store holds more
         than `max_lines` lines; return the ids deleted. Running runs are never deleted."""
-        finished = self._db.execute(
-            "SELECT run_id, lines, created FROM runs WHERE status != 'running' ORDER BY created"
-        ).fetchall()
-        total = self._db.execute("SELECT COALESCE(SUM(lines), 0) FROM runs").fetchone()[0]
         cutoff = time.time() - max_age_s
         doomed = []
+        total = self._db.execute("SELECT COALESCE(SUM(lines), 0) FROM runs").fetchone()[0]
+        # oldest first, read only as far as needed: the aged runs, then older runs while over the line limit
+        finished = self._db.execute(
+            "SELECT run_id, lines, created FROM runs WHERE status != 'running' ORDER BY created"
+        )
         for run_id, lines, created in finished:
             if created >= cutoff and total <= max_lines:
                 break
