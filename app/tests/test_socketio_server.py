@@ -79,6 +79,10 @@ def test_broadcast_with_the_token(sio: Service) -> None:
         b'{"lines": [{"run_id": "r1", "seq": 0, "ts": 0, "message": "x"}]}',
         b'{"lines": [{"run_id": "r1", "seq": 1, "ts": 0, "message": "x", "level": "LOUD"}]}',
         b'{"lines": [{"run_id": "r1", "seq": 1, "ts": 0, "message": "x", "extra": 1}]}',
+        # a timestamp JSON cannot carry to a browser, a seq JavaScript cannot hold exactly
+        b'{"lines": [{"run_id": "r1", "seq": 1, "ts": NaN, "message": "x"}]}',
+        b'{"lines": [{"run_id": "r1", "seq": 1, "ts": 1e309, "message": "x"}]}',
+        b'{"lines": [{"run_id": "r1", "seq": 9007199254740992, "ts": 0, "message": "x"}]}',
     ],
 )
 def test_malformed_batches_get_422(sio: Service, body: bytes) -> None:
@@ -164,7 +168,18 @@ async def test_backlog_is_bounded_per_run(sio: Service) -> None:
 
 
 @pytest.mark.parametrize(
-    "payload", [None, "r1", {"run_id": "bad id"}, {"run_id": "r1", "after_seq": -1}, {"run_id": "r1", "x": 1}]
+    "payload",
+    [
+        None,
+        "r1",
+        {"run_id": "bad id"},
+        {"run_id": "r1", "after_seq": -1},
+        {"run_id": "r1", "x": 1},
+        {"run_id": "r1", "after_seq": 2**63},  # once a traceback and no ack, yet the room was joined
+        {"run_id": "r1", "after_seq": 2**53},
+        {"run_id": "r1", "after_seq": True},
+        ({"run_id": "r1"}, "a second argument"),  # once no ack at all
+    ],
 )
 async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object) -> None:
     await no_clients_left(sio)

@@ -21,8 +21,8 @@ MAX_MESSAGE_CHARS = 8192
 MAX_BATCH_LINES = 1000
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
-# the largest seq SQLite stores (a signed 64-bit integer)
-MAX_SEQ = 2**63 - 1
+# the largest seq: what JavaScript holds exactly (Number.MAX_SAFE_INTEGER), well within SQLite's 64-bit integers
+MAX_SEQ = 2**53 - 1
 
 
 def _a_json_number(value: object) -> object:
@@ -55,7 +55,7 @@ class Event(StrEnum):
 class LogLine(TypedDict):
     run_id: RunId
     seq: Annotated[int, Field(ge=1, le=MAX_SEQ), JSON_NUMBER]  # per run, from 1
-    ts: float  # seconds since the epoch, when the workflow logged it
+    ts: Annotated[float, Field(allow_inf_nan=False)]  # seconds since the epoch, when the workflow logged it
     level: Annotated[Level, Field(default="INFO")]
     message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
 

@@ -128,12 +128,14 @@ def _check_bearer(request: Request, token: str | None) -> None:
 SubscriptionHandler = Callable[[str, Subscription], Awaitable[Ack]]
 
 
-def _takes_subscription(handler: SubscriptionHandler) -> Callable[[str, Any], Awaitable[Ack]]:
+def _takes_subscription(handler: SubscriptionHandler) -> Callable[..., Awaitable[Ack]]:
     """An event handler for a Subscription payload; a payload that is not one is acknowledged as refused."""
 
-    async def handle(sid: str, data: Any = None) -> Ack:
+    async def handle(sid: str, *payload: Any) -> Ack:
+        if len(payload) > 1:
+            return {"ok": False, "error": f"payload: one object expected, got {len(payload)} arguments"}
         try:
-            sub = Subscription.model_validate(data)
+            sub = Subscription.model_validate(payload[0] if payload else None)
         except ValidationError as exc:
             return {"ok": False, "error": _first_error(exc)}
         return await handler(sid, sub)
