@@ -58,11 +58,11 @@ def verify_viewer_token(secret: str, token: object) -> Grant:
     return Grant(runs=frozenset(runs), expires=float(claims["exp"]))
 
 
-def is_api_key(keys: list[str], given: str) -> bool:
-    """Whether `given` is one of `keys`, compared in constant time."""
+def is_one_of(secrets: list[str], given: str) -> bool:
+    """Whether `given` is one of `secrets` (API keys, the broadcast token), compared in constant time."""
     matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(key.encode(), given.encode())
+    for secret in secrets:
+        matched |= hmac.compare_digest(secret.encode(), given.encode())
     return matched
 
 

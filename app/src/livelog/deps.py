@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from livelog.auth import Grant, InvalidCredentials, bearer, is_api_key, key_id, verify_viewer_token
+from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, key_id, verify_viewer_token
 from livelog.broadcaster import HttpBroadcaster
 from livelog.config import Settings, reveal, reveal_all
 from livelog.runs import RunManager
@@ -76,7 +76,7 @@ def _key_holder(request: Request, settings: SettingsDep) -> Caller:
     if not keys:
         return Caller()
     credential = bearer(request.headers.get("authorization"))
-    if credential is None or not is_api_key(keys, credential):
+    if credential is None or not is_one_of(keys, credential):
         raise _UNAUTHORIZED
     return Caller(owner=key_id(credential))
 
@@ -88,7 +88,7 @@ def _reader(request: Request, settings: SettingsDep) -> Caller:
     credential = bearer(request.headers.get("authorization"))
     if credential is None:
         raise _UNAUTHORIZED
-    if is_api_key(keys, credential):
+    if is_one_of(keys, credential):
         return Caller()
     if secret is None:
         raise _UNAUTHORIZED

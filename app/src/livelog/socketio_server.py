@@ -7,7 +7,6 @@ What happens to lines is the hub's job (hub.py).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from livelog.auth import Grant, InvalidCredentials, verify_viewer_token
+from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_viewer_token
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.http_body import read_capped_body
@@ -120,8 +119,8 @@ def _cors_origins(settings: Settings) -> str | list[str] | None:
 def _check_bearer(request: Request, token: str | None) -> None:
     if token is None:
         return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+    given = bearer(request.headers.get("authorization"))
+    if given is None or not is_one_of([token], given):
         raise HTTPException(status_code=401, detail="bearer token required", headers={"WWW-Authenticate": "Bearer"})
 
 
