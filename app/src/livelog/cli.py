@@ -31,20 +31,22 @@ from livelog.models import ViewerTokenRequest
 SOCKETIO_START_SECONDS = 10.0
 
 
-def settings_or_exit(env_file: str | None = None) -> Settings:
-    """The settings; a bad value ends the process with the variable's name, not a traceback."""
+def settings_or_exit(env_file: str | None = None, serving: bool = False) -> Settings:
+    """The settings (`serving`: enough to run a service); a bad value ends the process with the variable's name,
+    not a traceback."""
     try:
-        return load_settings(env_file)
+        settings = load_settings(env_file)
     except ConfigurationError as exc:
         raise SystemExit(f"livelog: bad configuration: {exc}") from None
+    if serving and (problems := settings.problems_serving()):
+        raise SystemExit(f"livelog: bad configuration: {'; '.join(problems)}")
+    return settings
 
 
 def serve(component: str) -> int:
     if component == "all":
         return serve_all()
-    settings = settings_or_exit()
-    if problems := settings.problems_serving():
-        raise SystemExit(f"livelog: bad configuration: {'; '.join(problems)}")
+    settings = settings_or_exit(serving=True)
     configure_logging(settings.log_level)
     import uvicorn
 

@@ -71,31 +71,31 @@ class Caller:
 _UNAUTHORIZED = HTTPException(status_code=401, detail="credentials required", headers={"WWW-Authenticate": "Bearer"})
 
 
-def _key_holder(request: Request, settings: SettingsDep) -> Caller:
+def _authenticate(request: Request, settings: Settings, *, viewers: bool) -> Caller:
+    """A key holder; with `viewers`, also the holder of a valid viewer token. Anyone when no keys are configured."""
     keys = reveal_all(settings.api_keys)
-    if not keys:
-        return Caller()
-    credential = bearer(request.headers.get("authorization"))
-    if credential is None or not is_one_of(keys, credential):
-        raise _UNAUTHORIZED
-    return Caller(owner=key_id(credential))
-
-
-def _reader(request: Request, settings: SettingsDep) -> Caller:
-    keys, secret = reveal_all(settings.api_keys), reveal(settings.viewer_token_secret)
     if not keys:
         return Caller()
     credential = bearer(request.headers.get("authorization"))
     if credential is None:
         raise _UNAUTHORIZED
     if is_one_of(keys, credential):
-        return Caller()
-    if secret is None:
+        return Caller(owner=key_id(credential))
+    secret = reveal(settings.viewer_token_secret)
+    if not viewers or secret is None:
         raise _UNAUTHORIZED
     try:
         return Caller(grant=verify_viewer_token(secret, credential))
     except InvalidCredentials:
         raise _UNAUTHORIZED from None
+
+
+def _key_holder(request: Request, settings: SettingsDep) -> Caller:
+    return _authenticate(request, settings, viewers=False)
+
+
+def _reader(request: Request, settings: SettingsDep) -> Caller:
+    return _authenticate(request, settings, viewers=True)
 
 
 KeyHolderDep = Annotated[Caller, Depends(_key_holder)]

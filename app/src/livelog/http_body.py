@@ -1,27 +1,11 @@
-"""Request bodies under a size cap: read whole (the broadcast endpoint), or bounded for a whole app (the API)."""
+"""Request bodies under a size cap, for a whole app (the API, and the Socket.IO server's broadcast endpoint)."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-async def read_capped_body(request: Request, cap: int) -> bytes:
-    """The request body, or 413 as soon as it is known to exceed `cap` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise HTTPException(status_code=400, detail="invalid Content-Length")
-        if int(declared) > cap:
-            raise HTTPException(status_code=413, detail=f"body larger than {cap} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise HTTPException(status_code=413, detail=f"body larger than {cap} bytes")
-    return bytes(body)
 
 
 class BodyLimit:

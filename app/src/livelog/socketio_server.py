@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_viewer_token
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
-from livelog.http_body import read_capped_body
+from livelog.http_body import BodyLimit
 from livelog.hub import HubRedisManager, LogHub, TooManySubscriptions, room
 from livelog.logs import TaggedLogger
 from livelog.models import (
@@ -76,6 +76,7 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
         await backlog.close()
 
     app = FastAPI(title="livelog Socket.IO server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     viewer = viewer_page()
 
     @app.get("/health")
@@ -96,7 +97,7 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
     @app.post("/internal/broadcast", responses={401: {}, 413: {}, 422: {}})
     async def broadcast(request: Request) -> BroadcastAccepted:
         _check_bearer(request, reveal(settings.broadcast_token))
-        body = await read_capped_body(request, settings.max_body_bytes)
+        body = await request.body()  # under BodyLimit
         try:
             batch = BroadcastBatch.model_validate_json(body)
         except ValidationError as exc:
