@@ -26,6 +26,7 @@ async def test_demo_run_streams_live_and_survives_an_api_restart(pair: tuple[Ser
     await eventually(lambda: len(client.lines) == run["lines"], what="every line at the client")
 
     assert client.seqs() == list(range(1, run["lines"] + 1))
+    assert client.duplicates == 0 and client.gaps == [], "the server sent each line once, without holes"
     messages = [line["message"] for line in client.lines]
     assert "[PLANNER] Decision: kudos-data-retriever" in messages
     assert "[EXECUTOR] Running action kudos-data-retriever (type: data_query)" in messages
@@ -105,5 +106,6 @@ async def test_runs_finish_while_socketio_is_down_and_lines_follow(services: Ser
     client = await LogSubscriber(sio.url, run_id).connect()
     await eventually(lambda: len(client.lines) == 32, what="all 32 lines replayed")
     assert client.seqs() == list(range(1, 33))
+    assert client.duplicates == 0 and client.gaps == [], "the server sent each line once, without holes"
     assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
     await client.close()

@@ -136,6 +136,7 @@ async def test_queued_lines_arrive_in_order_once_the_server_is_back(services: Se
     client = await LogSubscriber(sio.url, "late").connect()
     await eventually(lambda: len(client.lines) == 50, what="replay of 50 lines")
     assert client.seqs() == list(range(1, 51))
+    assert client.duplicates == 0 and client.gaps == [], "the server sent each line once, without holes"
     await client.close()
     await broadcaster.close()
 

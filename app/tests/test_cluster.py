@@ -47,9 +47,11 @@ async def test_every_client_on_every_node_gets_every_line(cluster: tuple[list[Se
     for client in [*clients, batched]:
         await eventually(lambda client=client: len(client.lines) >= total, what="all lines on every node")
         assert client.seqs() == list(range(1, total + 1))
+        assert client.duplicates == 0 and client.gaps == [], "the server sent each line once, without holes"
     late = await LogSubscriber(nodes[1].url, "c-200", after_seq=150).connect()
     await eventually(lambda: len(late.lines) == total - 150, what="replay from the other node")
     assert late.seqs() == list(range(151, total + 1))
+    assert late.duplicates == 0 and late.gaps == [], "the server sent each line once, without holes"
     for client in [*clients, batched, late]:
         await client.close()
 
@@ -68,7 +70,9 @@ async def test_a_node_stops_mid_run(cluster: tuple[list[Service], Service]) -> N
     await eventually(lambda: moving.last_seq() >= total, what="the moved client to catch up")
     assert moving.connected_url == nodes[1].url and moving.connects == 2
     assert staying.seqs() == list(range(1, total + 1))
+    assert staying.duplicates == 0 and staying.gaps == [], "the server sent each line once, without holes"
     assert moving.seqs() == list(range(1, total + 1)), "every line once, in order, across the move"
+    assert moving.duplicates == 0 and moving.gaps == [], "the server sent each line once, without holes"
     health = httpx.get(f"{api.url}/health").json()["broadcaster"]
     assert health["endpoint"] == nodes[1].url and health["dropped"] == 0
     for client in (moving, staying):

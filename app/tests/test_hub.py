@@ -94,6 +94,7 @@ async def test_clients_joining_while_lines_flow_get_each_line_once_in_order(
     for client in clients:
         await eventually(lambda client=client: client.last_seq() == total, what="every line at every client")
         assert client.seqs() == list(range(1, total + 1)), "each line once, in order"
+        assert client.duplicates == 0 and client.gaps == [], "the server sent each line once, without holes"
         await client.close()
 
 

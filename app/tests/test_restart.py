@@ -26,6 +26,7 @@ async def test_socketio_killed_mid_run(pair: tuple[Service, Service]) -> None:
     total = LINES + 2  # the planner's decision and the executor's start line
     await eventually(lambda: len(client.lines) >= total, seconds=30, what="every line after the restart")
     assert client.seqs() == list(range(1, total + 1)), "every line, once, in order"
+    assert client.duplicates == 0 and client.gaps == [], "the server sent each line once, without holes"
     assert client.connects == 2
     run = httpx.get(f"{api.url}/api/runs/restart-1").json()
     assert (run["status"], run["lines"]) == ("succeeded", total)

@@ -164,6 +164,8 @@ async def test_backlog_is_bounded_per_run(sio: Service) -> None:
     client = await LogSubscriber(sio.url, "long").connect()
     await eventually(lambda: len(client.lines) == 20, what="the last 20 lines")
     assert client.seqs() == list(range(31, 51))
+    assert client.acks[0]["runs"] == {"long": {"first_seq": 31, "last_seq": 50}}, "the ack says what the replay covers"
+    assert client.gaps == [("long", 1, 30)], "without an API to ask, the subscriber records the gap"
     await client.close()
 
 

@@ -14,7 +14,7 @@ from typing import Protocol, cast
 import redis.asyncio as aioredis
 
 from livelog import sqlite
-from livelog.models import LogLine
+from livelog.models import MAX_SEQ, LogLine
 
 # how long a quiet run's lines are kept at most (checked at most once a minute, with the total line limit);
 # a shorter LIVELOG_RETENTION_DAYS wins. The backlog serves late and reconnecting clients, the API's store the rest.
@@ -25,7 +25,14 @@ MAX_REPLAY_RUNS = 100
 
 class Backlog(Protocol):
     async def add(self, lines: list[LogLine]) -> None: ...
-    async def since(self, run_id: str, after_seq: int) -> list[LogLine]: ...
+    async def since(self, run_id: str, after_seq: int, up_to: int = MAX_SEQ, limit: int = MAX_SEQ) -> list[LogLine]:
+        """The newest `limit` lines of the run with `after_seq < seq <= up_to`, in seq order."""
+        ...
+
+    async def last_seq(self, run_id: str) -> int:
+        """The highest seq kept for the run; 0 when none is."""
+        ...
+
     async def recent_runs(self) -> list[str]: ...
     async def close(self) -> None: ...
 
@@ -57,9 +64,16 @@ class SqliteBacklog:
                 )
             self._expire()
 
-    async def since(self, run_id: str, after_seq: int) -> list[LogLine]:
-        rows = self._db.execute(f"{sqlite.SELECT_LINES} WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after_seq))
-        return [sqlite.to_line(row) for row in rows]
+    async def since(self, run_id: str, after_seq: int, up_to: int = MAX_SEQ, limit: int = MAX_SEQ) -> list[LogLine]:
+        rows = self._db.execute(
+            f"{sqlite.SELECT_LINES} WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
+            (run_id, after_seq, up_to, limit),
+        )
+        return [sqlite.to_line(row) for row in reversed(rows.fetchall())]
+
+    async def last_seq(self, run_id: str) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM lines WHERE run_id = ?", (run_id,)).fetchone()
+        return int(row[0] or 0)
 
     async def recent_runs(self) -> list[str]:
         rows = self._db.execute(
@@ -109,9 +123,16 @@ class RedisBacklog:
             pipe.zremrangebyscore(f"{self._prefix}runs", 0, time.time() - RETENTION_SECONDS)
             await pipe.execute()
 
-    async def since(self, run_id: str, after_seq: int) -> list[LogLine]:
-        members = cast(list[bytes], await self._redis.zrangebyscore(self._key(run_id), f"({after_seq}", "+inf"))
-        return [json.loads(member) for member in members]
+    async def since(self, run_id: str, after_seq: int, up_to: int = MAX_SEQ, limit: int = MAX_SEQ) -> list[LogLine]:
+        members = cast(
+            list[bytes],
+            await self._redis.zrevrangebyscore(self._key(run_id), up_to, f"({after_seq}", start=0, num=limit),
+        )
+        return [json.loads(member) for member in reversed(members)]
+
+    async def last_seq(self, run_id: str) -> int:
+        newest = cast(list[tuple[bytes, float]], await self._redis.zrevrange(self._key(run_id), 0, 0, withscores=True))
+        return int(newest[0][1]) if newest else 0
 
     async def recent_runs(self) -> list[str]:
         runs = cast(list[bytes], await self._redis.zrevrange(f"{self._prefix}runs", 0, MAX_REPLAY_RUNS - 1))

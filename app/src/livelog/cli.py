@@ -1,9 +1,10 @@
-"""`livelog serve api|socketio|all`, `livelog smoke` and `livelog token`."""
+"""`livelog serve api|socketio|all`, `livelog smoke`, `livelog tail` and `livelog token`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from livelog.config import (
     socketio_endpoint,
 )
 from livelog.logs import configure_logging
-from livelog.models import ViewerTokenRequest
+from livelog.models import RUN_ID_PATTERN, ViewerTokenRequest
 
 # how long `serve all` lets the Socket.IO server take to listen before it starts the API anyway
 SOCKETIO_START_SECONDS = 10.0
@@ -106,13 +107,19 @@ def _wait_listening(settings: Settings, child: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
 
 
-def smoke(args: argparse.Namespace) -> int:
-    from livelog.smoke import SmokeFailure, run_smoke
-
+def endpoints(args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """The API's URL, the Socket.IO server's URL and the API key, from the arguments, else the settings."""
     settings = settings_or_exit(args.env_file)
     api_url = args.api_url or args.base_url or api_endpoint(settings)
     socketio_url = args.socketio_url or args.base_url or socketio_endpoint(settings)
     api_key = args.api_key or next(iter(reveal_all(settings.api_keys)), None)
+    return api_url, socketio_url, api_key
+
+
+def smoke(args: argparse.Namespace) -> int:
+    from livelog.smoke import SmokeFailure, run_smoke
+
+    api_url, socketio_url, api_key = endpoints(args)
     try:
         report = run_smoke(
             api_url, socketio_url, args.timeout, api_key, verify_tls=not args.no_verify_tls, ca_file=args.ca_file
@@ -121,6 +128,27 @@ def smoke(args: argparse.Namespace) -> int:
     except SmokeFailure as failure:
         print(failure, file=sys.stderr)
         return failure.exit_code
+    return 0
+
+
+def tail(args: argparse.Namespace) -> int:
+    import ssl
+
+    from livelog.tail import TailFailure, tail
+
+    if not re.fullmatch(RUN_ID_PATTERN, args.run_id):
+        print(f"livelog tail: {args.run_id!r} is not a run id (letters, digits, _.:-)", file=sys.stderr)
+        return 2
+    api_url, socketio_url, api_key = endpoints(args)
+    tls = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else not args.no_verify_tls
+    following = tail(args.run_id, api_url, socketio_url, api_key, tls=tls, jsonl=args.jsonl, patience=args.timeout)
+    try:
+        asyncio.run(following)
+    except TailFailure as failure:
+        print(failure, file=sys.stderr)
+        return failure.exit_code
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
@@ -153,18 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         help="send a test line through the API and wait for it on a Socket.IO client",
         description="Exit codes: 0 delivered; 2 health; 3 API; 4 Socket.IO connect; 5 delivery.",
     )
-    smoke_parser.add_argument("--base-url", help="nginx in front of both services, e.g. http://127.0.0.1")
-    smoke_parser.add_argument("--api-url", help="the REST API directly (default: from the environment)")
-    smoke_parser.add_argument("--socketio-url", help="the Socket.IO server directly (default: from the environment)")
-    smoke_parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait at each hop")
-    smoke_parser.add_argument("--api-key", help="an API key (default: the first of LIVELOG_API_KEYS, if any)")
-    smoke_parser.add_argument("--env-file", help="read the settings (and so the API key) from this file, not ./.env")
-    smoke_parser.add_argument("--ca-file", help="check the certificate against this CA (or self-signed certificate)")
-    smoke_parser.add_argument(
-        "--no-verify-tls",
-        action="store_true",
-        help="do not check the certificate (for a proof on the host itself, through nginx on loopback)",
+    add_endpoint_arguments(smoke_parser, seconds="seconds to wait at each hop", default_timeout=10.0)
+    tail_parser = commands.add_parser(
+        "tail",
+        help="follow a run: its stored lines, then live ones, until it ends",
+        description="Exit codes: 0 the run ended and every line is printed; 1 lines could not be read; "
+        "2 no such run; 3 the API could not be reached or refused the credentials.",
     )
+    tail_parser.add_argument("run_id", metavar="RUN_ID")
+    tail_parser.add_argument("--jsonl", action="store_true", help="print each line as one JSON object")
+    add_endpoint_arguments(tail_parser, seconds="seconds the API may stay unreachable", default_timeout=30.0)
     token_parser = commands.add_parser("token", help="print a viewer token for a browser (on the host)")
     token_parser.add_argument("--runs", default="*", help="comma-separated run ids the token may read; * for all")
     token_parser.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
@@ -172,6 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.component)
-    if args.command == "token":
-        return token(args)
-    return smoke(args)
+    commands_run = {"token": token, "tail": tail, "smoke": smoke}
+    return commands_run[args.command](args)
+
+
+def add_endpoint_arguments(parser: argparse.ArgumentParser, seconds: str, default_timeout: float) -> None:
+    """Where the services are and how to talk to them: `smoke` and `tail` take the same."""
+    parser.add_argument("--base-url", help="nginx in front of both services, e.g. https://logs.example.com")
+    parser.add_argument("--api-url", help="the REST API directly (default: from the environment)")
+    parser.add_argument("--socketio-url", help="the Socket.IO server directly (default: from the environment)")
+    parser.add_argument(
+        "--timeout", type=float, default=default_timeout, help=f"{seconds} (default {default_timeout:g})"
+    )
+    parser.add_argument("--api-key", help="an API key (default: the first of LIVELOG_API_KEYS, if any)")
+    parser.add_argument("--env-file", help="read the settings (and so the API key) from this file, not ./.env")
+    parser.add_argument("--ca-file", help="check the certificate against this CA (or self-signed certificate)")
+    parser.add_argument(
+        "--no-verify-tls",
+        action="store_true",
+        help="do not check the certificate (for a proof on the host itself, through nginx on loopback)",
+    )

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias=_livelog("LOG_LEVEL"))
     # runs one API key may have going at once (429 beyond)
     max_runs_per_key: int = Field(10, ge=1, le=10_000, validation_alias=_livelog("MAX_RUNS_PER_KEY"))
+    # lines one subscribe replays at most (the newest; a client fetches older ones from the API)
+    max_replay_lines: int = Field(1000, ge=0, le=100_000, validation_alias=_livelog("MAX_REPLAY_LINES"))
+    # Socket.IO connections (WebSocket or long-polling requests) one server process holds at once; more are refused
+    max_connections: int = Field(10_000, ge=1, le=1_000_000, validation_alias=_livelog("MAX_CONNECTIONS"))
     # rooms one Socket.IO connection may be subscribed to at once
     max_subscriptions: int = Field(100, ge=1, le=100_000, validation_alias=_livelog("MAX_SUBSCRIPTIONS"))
     # finished runs older than this are deleted, with their lines, from the API's store and the backlog

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -17,6 +18,8 @@ from livelog.models import ALL_RUNS, Event, LogLine, Subscription
 
 # runs whose highest emitted seq a node remembers
 MAX_TRACKED_RUNS = 10_000
+# lines per `logs` event of a replay
+REPLAY_CHUNK = 200
 
 
 EVENTS = frozenset(Event)
@@ -38,6 +41,16 @@ class TooManySubscriptions(Exception):
         super().__init__(f"run_id: this connection has {limit} subscriptions, the most it may have")
 
 
+@dataclass
+class Replay:
+    """What a subscribe replayed: per run, the seqs `first_seq..last_seq` went to the client (none when
+    `first_seq > last_seq`); lines above `last_seq` come live. Lines between the client's `after_seq` and
+    `first_seq` were not sent (the backlog no longer has them, or the replay bound was reached): the API has them."""
+
+    lines: int = 0
+    runs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
 class LogHub:
     """Fans lines out to rooms and replays the backlog to new subscribers, each line once and in order.
 
@@ -50,10 +63,13 @@ class LogHub:
     the same marks for them.
     """
 
-    def __init__(self, sio: socketio.AsyncServer, backlog: Backlog, max_subscriptions: int = 100) -> None:
+    def __init__(
+        self, sio: socketio.AsyncServer, backlog: Backlog, max_subscriptions: int = 100, max_replay_lines: int = 1000
+    ) -> None:
         self.sio = sio
         self.backlog = backlog
         self.max_subscriptions = max_subscriptions
+        self.max_replay_lines = max_replay_lines
         self.lock = asyncio.Lock()
         self.marks: dict[Event, dict[str, int]] = {event: {} for event in Event}
         self.clients = 0
@@ -89,31 +105,37 @@ class LogHub:
         self.lines_emitted += len(singles)
         return len(singles)
 
-    async def subscribe(self, sid: str, sub: Subscription) -> int:
-        """Join the subscription's room and replay what the client missed; return how many lines were replayed.
+    async def subscribe(self, sid: str, sub: Subscription) -> Replay:
+        """Join the subscription's room and replay what the client missed, newest first within
+        `max_replay_lines` in all (older lines are the API's to serve).
 
         A room the connection is in already is not replayed again: subscribing in a loop must not make the server
         send the backlog over and over (unsubscribe first to be replayed anew).
         """
         event = Event.of(sub.batch)
         joined = room(sub.run_id, event)
+        replay = Replay()
         async with self.lock:
             rooms = self.subscriptions[sid]
             if joined in rooms:
-                return 0
+                return replay
             if len(rooms) >= self.max_subscriptions:
                 raise TooManySubscriptions(self.max_subscriptions)
             await self.sio.enter_room(sid, joined)
             rooms.add(joined)
-            replayed = 0
-            for run_id, after_seq in await self._replay_plan(sub):
-                lines = await self.backlog.since(run_id, after_seq)
-                # a run this node has not emitted yet: the replay covers the backlog, live lines follow it
-                mark = self.marks[event].setdefault(run_id, max((line["seq"] for line in lines), default=0))
-                lines = [line for line in lines if line["seq"] <= mark]
-                replayed += len(lines)
+            per_run: list[list[LogLine]] = []
+            for run_id, after_seq in reversed(await self._replay_plan(sub)):  # the newest runs first
+                mark = self.marks[event].get(run_id)
+                if mark is None:  # a run this node has not emitted yet: live lines follow what the backlog has
+                    mark = self.marks[event][run_id] = await self.backlog.last_seq(run_id)
+                budget = self.max_replay_lines - replay.lines
+                lines = await self.backlog.since(run_id, after_seq, up_to=mark, limit=budget) if budget else []
+                replay.lines += len(lines)
+                replay.runs[run_id] = {"first_seq": lines[0]["seq"] if lines else mark + 1, "last_seq": mark}
+                per_run.append(lines)
+            for lines in reversed(per_run):
                 await self._replay(sid, event, lines)
-        return replayed
+        return replay
 
     async def unsubscribe(self, sid: str, sub: Subscription) -> None:
         left = room(sub.run_id, Event.of(sub.batch))
@@ -132,9 +154,10 @@ class LogHub:
 
     async def _replay(self, sid: str, event: Event, lines: list[LogLine]) -> None:
         # ignore_queue: a replay is for this node's client only, not for the other nodes through Redis
-        if event is Event.BATCH and lines:
-            await self.sio.emit(Event.BATCH, lines, to=sid, ignore_queue=True)
-        elif lines:
+        if event is Event.BATCH:
+            for start in range(0, len(lines), REPLAY_CHUNK):
+                await self.sio.emit(Event.BATCH, lines[start : start + REPLAY_CHUNK], to=sid, ignore_queue=True)
+        else:
             for line in lines:
                 await self.sio.emit(Event.LINE, line, to=sid, ignore_queue=True)
 

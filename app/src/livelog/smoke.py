@@ -73,7 +73,7 @@ async def run_smoke(
     run_id = f"smoke-{uuid.uuid4().hex[:12]}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else verify_tls
-    async with httpx.AsyncClient(timeout=hop_timeout, verify=tls) as http, _socketio_session(tls) as session:
+    async with httpx.AsyncClient(timeout=hop_timeout, verify=tls) as http, socketio_session(tls) as session:
         health = await _get_json(http, f"{socketio_url}/health", "health")
         if health.get("status") != "healthy" or health.get("service") != "socketio":
             raise SmokeFailure("health", f"{socketio_url}/health answered {health}")
@@ -141,7 +141,7 @@ async def _round_trip(
 
 
 @asynccontextmanager
-async def _socketio_session(tls: ssl.SSLContext | bool) -> AsyncIterator[aiohttp.ClientSession | None]:
+async def socketio_session(tls: ssl.SSLContext | bool) -> AsyncIterator[aiohttp.ClientSession | None]:
     """The HTTP session the Socket.IO client uses: its own (None) unless it must trust a given CA."""
     if not isinstance(tls, ssl.SSLContext):
         yield None

@@ -53,7 +53,7 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
         )
     )
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager)
-    hub = LogHub(sio, backlog, max_subscriptions=settings.max_subscriptions)
+    hub = LogHub(sio, backlog, max_subscriptions=settings.max_subscriptions, max_replay_lines=settings.max_replay_lines)
     if manager is not None:
         manager.hub = hub
     register_events(sio, hub, reveal(settings.viewer_token_secret))
@@ -193,10 +193,11 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret:
             if not grant.allows(sub.run_id):
                 return {"ok": False, "error": f"run_id: the viewer token does not cover {sub.run_id}"}
         try:
-            replayed = await hub.subscribe(sid, sub)
+            replay = await hub.subscribe(sid, sub)
         except TooManySubscriptions as exc:
             return {"ok": False, "error": str(exc)}
-        return {"ok": True, "room": room(sub.run_id, Event.of(sub.batch)), "replayed": replayed}
+        joined = room(sub.run_id, Event.of(sub.batch))
+        return {"ok": True, "room": joined, "replayed": replay.lines, "runs": replay.runs}
 
     async def unsubscribe(sid: str, sub: Subscription) -> Ack:
         await hub.unsubscribe(sid, sub)
