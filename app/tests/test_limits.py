@@ -7,13 +7,15 @@ import asyncio
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
+import socketio
 from conftest import Services
 
 from livelog.backlog import SqliteBacklog
 from livelog.subscriber import LogSubscriber
-from livelog.testing import Service, make_lines
+from livelog.testing import Service, eventually, make_lines
 
 KEY, OTHER_KEY = "limits-key-0123456789", "limits-other-0123456789"
 AUTH = {
@@ -105,3 +107,24 @@ async def test_the_backlog_keeps_at_most_its_line_limit(tmp_path: Path) -> None:
     assert await backlog.since("old", 0) == []
     assert len(await backlog.since("middle", 0)) == 10 and len(await backlog.since("new", 0)) == 10
     await backlog.close()
+
+
+async def test_connections_beyond_the_cap_get_a_clear_503_and_health_answers(services: Services) -> None:
+    sio = services("socketio", LIVELOG_MAX_CONNECTIONS=3)
+    clients = [await LogSubscriber(sio.url, f"cap-{n}").connect() for n in range(3)]
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{sio.url}/socket.io/?EIO=4&transport=websocket")
+        assert refused.value.status == 503
+        async with http.get(f"{sio.url}/socket.io/?EIO=4&transport=polling") as polling:
+            assert polling.status == 503 and "retry later" in (await polling.json())["detail"]
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await LogSubscriber(sio.url, "cap-3").connect(wait_seconds=3)
+    health = sio.health()
+    assert health["connections"]["open"] == 3 and health["connections"]["refused"] >= 3
+    assert sio.output().count("Refused") == 1, "refusals are logged, at most once per 10 s"
+    await clients[0].close()
+    await eventually(lambda: sio.health()["connections"]["open"] == 2, what="a place to free up")
+    late = await LogSubscriber(sio.url, "cap-3").connect()
+    for client in [*clients[1:], late]:
+        await client.close()

@@ -50,7 +50,9 @@ def serve(component: str) -> int:
     settings = settings_or_exit(serving=True)
     configure_logging(settings.log_level)
     import uvicorn
+    from starlette.types import ASGIApp
 
+    app: ASGIApp
     if component == "socketio":
         from livelog.socketio_server import create_socketio_app
 

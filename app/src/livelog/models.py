@@ -97,8 +97,10 @@ class BroadcastAccepted(BaseModel):
 
 
 class Connections(BaseModel):
-    clients: int
+    clients: int  # Socket.IO clients connected
     subscriptions: int
+    open: int  # HTTP requests and WebSockets under /socket.io/ (what LIVELOG_MAX_CONNECTIONS caps)
+    refused: int  # refused at the cap, since the server started
 
 
 class LineCounts(BaseModel):

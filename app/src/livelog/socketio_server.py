@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_viewer_token
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
+from livelog.connection_limit import ConnectionLimit
 from livelog.http_body import BodyLimit
 from livelog.hub import HubRedisManager, LogHub, TooManySubscriptions, room
 from livelog.logs import TaggedLogger
@@ -39,7 +40,7 @@ log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 Ack = dict[str, Any]
 
 
-def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
+def create_socketio_app(settings: Settings) -> ConnectionLimit:
     redis_url = reveal(settings.redis_url)
     manager = HubRedisManager(redis_url) if redis_url else None
     backlog: Backlog = (
@@ -85,7 +86,12 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
             status="healthy",
             service="socketio",
             port=settings.socketio_port,
-            connections=Connections(clients=hub.clients, subscriptions=hub.subscription_count()),
+            connections=Connections(
+                clients=hub.clients,
+                subscriptions=hub.subscription_count(),
+                open=edge.open,
+                refused=edge.refused,
+            ),
             lines=LineCounts(received=hub.lines_received, emitted=hub.lines_emitted),
         )
 
@@ -106,7 +112,8 @@ def create_socketio_app(settings: Settings) -> socketio.ASGIApp:
         emitted = await hub.publish(batch.lines)
         return BroadcastAccepted(accepted=len(batch.lines), emitted=emitted)
 
-    return socketio.ASGIApp(sio, other_asgi_app=app)
+    edge = ConnectionLimit(socketio.ASGIApp(sio, other_asgi_app=app), settings.max_connections, "/socket.io/")
+    return edge
 
 
 def _cors_origins(settings: Settings) -> str | list[str] | None:
