@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,14 +34,16 @@ def tail_command(api: Service, sio: Service, run_id: str, *options: str) -> list
     return [sys.executable, "-m", "livelog", "tail", run_id, *urls, *options]
 
 
-def start_tail(api: Service, sio: Service, run_id: str, *options: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        tail_command(api, sio, run_id, *options),
-        env=service_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_tail(api: Service, sio: Service, run_id: str, out: Path, *options: str) -> subprocess.Popen[str]:
+    """A `livelog tail` printing to `out` (a file: a pipe nobody reads would hold it up)."""
+    with out.open("w") as stdout:
+        return subprocess.Popen(
+            tail_command(api, sio, run_id, *options),
+            env=service_env(),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
 def stored_lines(api: Service, run_id: str, count: int) -> list[tuple[int, str]]:
@@ -51,13 +54,14 @@ def stored_lines(api: Service, run_id: str, count: int) -> list[tuple[int, str]]
 
 
 @pytest.mark.timeout(240)
-async def test_every_client_gets_every_line_through_a_socketio_crash(services: Services) -> None:
+async def test_every_client_gets_every_line_through_a_socketio_crash(services: Services, tmp_path: Path) -> None:
     sio, api = services.pair(**SETTINGS)
     run_id = "crash-15s"
     body = {"workflow": "chatter", "run_id": run_id, "lines": LINES, "interval_ms": 2}
     assert httpx.post(f"{api.url}/api/runs", json=body, headers=AUTH).status_code == 202
 
-    tails = [start_tail(api, sio, run_id, "--jsonl") for _ in range(CLIENTS)]
+    outputs = [tmp_path / f"tail-{n}.jsonl" for n in range(CLIENTS)]
+    tails = [start_tail(api, sio, run_id, out, "--jsonl") for out in outputs]
     history = ApiClient(api.url, KEY)
     token = (await history.viewer_token([run_id], 3600)) or ""
     # half retry every 0.2 s and are back before the broadcaster has flushed what it queued; half retry every 20 s
@@ -86,10 +90,10 @@ async def test_every_client_gets_every_line_through_a_socketio_crash(services: S
         assert [(line["seq"], line["message"]) for line in subscriber.lines] == expected, "once each, in order"
         assert subscriber.gaps == [] and subscriber.connects >= 2
     assert sum(s.filled for s in subscribers) > 0, "the gap the outage left was filled from the API"
-    for process in tails:
-        out, err = process.communicate(timeout=60)
+    for process, out in zip(tails, outputs, strict=True):
+        _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
-        printed = [json.loads(line) for line in out.splitlines()]
+        printed = [json.loads(line) for line in out.read_text().splitlines()]
         assert [(line["seq"], line["message"]) for line in printed] == expected, "tail: once each, in order"
         assert set(printed[0]) == {"run_id", "seq", "ts", "level", "message"}
     for subscriber in subscribers:

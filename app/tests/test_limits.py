@@ -123,6 +123,7 @@ async def test_connections_beyond_the_cap_get_a_clear_503_and_health_answers(ser
     health = sio.health()
     assert health["connections"]["open"] == 3 and health["connections"]["refused"] >= 3
     assert sio.output().count("Refused") == 1, "refusals are logged, at most once per 10 s"
+    assert " ERROR " not in sio.output() and "WebSocket" not in sio.output(), "and nothing per connection"
     await clients[0].close()
     await eventually(lambda: sio.health()["connections"]["open"] == 2, what="a place to free up")
     late = await LogSubscriber(sio.url, "cap-3").connect()

@@ -2,9 +2,11 @@
 
 Phase 1: one client on each Socket.IO node (direct) and one through nginx; a run of --lines lines must reach
 every client complete, in order, once.
-Phase 2: a longer run; when the client on the first node has --stop-after lines, this script writes
---ready-file and waits until that node stops answering (verify.yml stops its service). That client moves on
-through nginx; every client must still end with every line exactly once, and the run must have been under way
+Phase 2: a run at ~500 lines/s followed by 10 `livelog tail --jsonl` processes (through nginx) and 10
+LogSubscribers (half on the first node, moving on through nginx when it goes; half through nginx, which
+fails them over). When the clients have --stop-after lines, this script writes --ready-file and waits until
+that node stops answering (verify.yml stops its service for 15 s). Every client must end with every line of
+the run exactly once and in order, counted against the API's store, and the run must have been under way
 when the node went down.
 
 Runs are started with the API key in LIVELOG_API_KEYS (the first one), and every client connects with a viewer
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import time
@@ -23,7 +26,10 @@ from pathlib import Path
 
 import httpx
 
+from livelog.api_client import ApiClient
 from livelog.subscriber import LogSubscriber
+
+FOLLOWERS = 10  # of each kind: tail processes and LogSubscribers
 
 
 async def start_run(http: httpx.AsyncClient, nginx: str, lines: int, interval_ms: int) -> tuple[str, int]:
@@ -49,17 +55,33 @@ def check(clients: dict[str, LogSubscriber], total: int) -> list[str]:
     problems = []
     for name, client in clients.items():
         seqs = client.seqs()
-        status = "ok" if seqs == list(range(1, total + 1)) else "WRONG"
+        status = "ok" if seqs == list(range(1, total + 1)) and not client.duplicates and not client.gaps else "WRONG"
         print(
-            f"  {name:28} {len(seqs):4} lines, {client.connects} connect(s), last via {client.connected_url}: {status}"
+            f"  {name:28} {len(seqs):5} lines ({client.filled} from the API), {client.connects} connect(s), "
+            f"last via {client.connected_url}: {status}"
         )
         if status != "ok":
-            missing = sorted(set(range(1, total + 1)) - set(seqs))[:10]
-            twice = sorted({seq for seq in seqs if seqs.count(seq) > 1})[:10]
             problems.append(
-                f"{name}: {len(seqs)} lines, missing {missing}, twice {twice}, in order: {seqs == sorted(seqs)}"
+                f"{name}: {len(seqs)} lines, gaps {client.gaps[:5]}, {client.duplicates} sent twice, "
+                f"in order: {seqs == sorted(seqs)}"
             )
     return problems
+
+
+def check_lines(name: str, lines: list[tuple[int, str]], stored: list[tuple[int, str]]) -> list[str]:
+    if lines == stored:
+        return []
+    missing = sorted({seq for seq, _ in stored} - {seq for seq, _ in lines})[:10]
+    return [f"{name}: {len(lines)} of {len(stored)} lines, missing {missing}, in order: {lines == sorted(lines)}"]
+
+
+async def start_tail(nginx: str, key: str, run_id: str, out: Path) -> asyncio.subprocess.Process:
+    """`livelog tail --jsonl` through nginx, as an operator would run it, printing to `out`."""
+    command = [sys.executable, "-m", "livelog", "tail", run_id, "--jsonl", "--base-url", nginx, "--no-verify-tls"]
+    with out.open("w") as stdout:
+        return await asyncio.create_subprocess_exec(
+            *command, "--api-key", key, stdout=stdout, stderr=asyncio.subprocess.PIPE
+        )
 
 
 async def node_down(http: httpx.AsyncClient, node: str) -> bool:
@@ -94,34 +116,57 @@ async def main(args: argparse.Namespace) -> int:
         for client in clients.values():
             await client.close()
 
-        print(f"phase 2: stop {nodes[0]} in the middle of a {args.failover_lines}-line run")
-        run_id, total = await start_run(http, nginx, args.failover_lines, interval_ms=20)
-        moving = subscriber([nodes[0], nginx], run_id)
-        clients = {"moving (node 1, then nginx)": moving, "nginx": subscriber(nginx, run_id)}
-        clients.update({f"node {node}": subscriber(node, run_id) for node in nodes[1:]})
+        print(f"phase 2: stop {nodes[0]} for 15 s in the middle of a {args.failover_lines}-line run at ~500 lines/s")
+        run_id, total = await start_run(http, nginx, args.failover_lines, interval_ms=2)
+        outputs = [Path(args.work_dir) / f"tail-{n}.jsonl" for n in range(FOLLOWERS)]
+        tails = [await start_tail(nginx, key, run_id, out) for out in outputs]
+        history = ApiClient(nginx, key, verify=False)
+        clients = {}
+        for n in range(FOLLOWERS):
+            urls = [nodes[0], nginx] if n % 2 == 0 else [nginx]
+            name = f"{'node 1, then nginx' if n % 2 == 0 else 'nginx'} #{n}"
+            clients[name] = LogSubscriber(urls, run_id, batch=n % 4 < 2, token=token, verify_tls=False, history=history)
         for client in clients.values():
             await client.connect()
         async with asyncio.timeout(60):
-            while moving.last_seq() < args.stop_after:
+            while any(client.last_seq() < args.stop_after for client in clients.values()):
                 await asyncio.sleep(0.05)
         Path(args.ready_file).write_text("stop the node now\n")
         async with asyncio.timeout(60):
             while not await node_down(http, nodes[0]):
                 await asyncio.sleep(0.1)
-        at_stop = moving.last_seq()
+        down_at = time.perf_counter()
+        at_stop = max(client.last_seq() for client in clients.values())
         print(f"  node 1 stopped with the run at line {at_stop} of {total}")
         if at_stop >= total:
             problems.append("the run was over before the node stopped: nothing was shown")
+        async with asyncio.timeout(120):
+            while await node_down(http, nodes[0]):
+                await asyncio.sleep(0.1)
+        print(f"  node 1 answers again after {time.perf_counter() - down_at:.1f} s")
         problems += await wait_all(clients, total, 120)
         problems += check(clients, total)
-        if moving.connects < 2 or moving.connected_url == nodes[0]:
-            problems.append("the client on the stopped node did not move")
+        stored = [(line["seq"], line["message"]) for line in await history.lines(run_id, 0, total)]
+        if len(stored) != total:
+            problems.append(f"the API's store has {len(stored)} lines of {total}")
+        for name, client in clients.items():
+            problems += check_lines(name, [(line["seq"], line["message"]) for line in client.lines], stored)
+        for n, tail in enumerate(tails):
+            _, err = await tail.communicate()
+            printed = [json.loads(line) for line in outputs[n].read_text().splitlines()]
+            print(f"  tail #{n}: exit {tail.returncode}, {len(printed)} lines")
+            if tail.returncode != 0:
+                problems.append(f"tail #{n} exited {tail.returncode}: {err.decode()[-300:]}")
+            problems += check_lines(f"tail #{n}", [(line["seq"], line["message"]) for line in printed], stored)
+        if not any(client.connects >= 2 and client.connected_url != nodes[0] for client in clients.values()):
+            problems.append("no client on the stopped node moved")
         health = (await http.get(f"{nginx}/api/health")).json()["broadcaster"]
         print(
             f"  API broadcaster: endpoint now {health['endpoint']}, sent {health['sent']}, dropped {health['dropped']}"
         )
         for client in clients.values():
             await client.close()
+        await history.aclose()
 
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
@@ -134,7 +179,8 @@ if __name__ == "__main__":
     parser.add_argument("--nginx", required=True, help="https://<nginx host>[:port]")
     parser.add_argument("--node", action="append", required=True, help="http://<node>:7000 (twice or more)")
     parser.add_argument("--lines", type=int, default=200)
-    parser.add_argument("--failover-lines", type=int, default=600)
-    parser.add_argument("--stop-after", type=int, default=50)
+    parser.add_argument("--failover-lines", type=int, default=15_000)
+    parser.add_argument("--stop-after", type=int, default=1000)
     parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--work-dir", required=True, help="where the tails' output goes")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -23,7 +23,25 @@ class TaggedLogger(logging.LoggerAdapter[logging.Logger]):
         return f"{self.tag} {msg}", kwargs
 
 
+# uvicorn's records of each WebSocket opening, closing or being refused: ten thousand viewers would be tens of
+# thousands of lines, and a crowd at the cap one line per refusal (the server logs refusals itself, rate-limited)
+PER_CONNECTION = (
+    '%s - "WebSocket %s" [accepted]',
+    '%s - "WebSocket %s" %d',
+    "connection open",
+    "connection closed",
+    "connection rejected (%d %s)",
+    # uvicorn 0.54's websockets-sansio protocol says so after every denial response it sent (an HTTP 503)
+    "ASGI callable returned without completing handshake.",
+)
+
+
+def _not_per_connection(record: logging.LogRecord) -> bool:
+    return record.msg not in PER_CONNECTION
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout)
     # one line per request would drown the workflow lines; failures are logged by the broadcaster
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").addFilter(_not_per_connection)
