@@ -44,7 +44,7 @@ pytest:
 
 # Schemathesis from the API's own OpenAPI, with a key: bounded, seeded; fails on any 5xx or schema violation
 fuzz:
-	scripts/fuzz-api.sh
+	scripts/fuzz.sh
 
 molecule:
 	molecule test --all

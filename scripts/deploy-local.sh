@@ -61,6 +61,7 @@ echo "livelog is deployed in the container $NAME, with a self-signed certificate
 echo "  the API key is in $STATE/api-key (mode 0600):"
 echo "    curl -k -H \"Authorization: Bearer \$(cat $STATE/api-key)\" -X POST $URL/api/runs"
 echo "  prove it again: .venv/bin/livelog smoke --base-url $URL --ca-file $STATE/ca.pem --api-key \"\$(cat $STATE/api-key)\""
+echo "  follow a run:   .venv/bin/livelog tail RUN_ID --base-url $URL --ca-file $STATE/ca.pem --api-key \"\$(cat $STATE/api-key)\""
 echo "  remove it: $0 --destroy"
 echo
 echo "Open the live log viewer (the token in the link lets this browser watch every run for an hour):"

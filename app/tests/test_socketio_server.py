@@ -83,6 +83,9 @@ def test_broadcast_with_the_token(sio: Service) -> None:
         b'{"lines": [{"run_id": "r1", "seq": 1, "ts": NaN, "message": "x"}]}',
         b'{"lines": [{"run_id": "r1", "seq": 1, "ts": 1e309, "message": "x"}]}',
         b'{"lines": [{"run_id": "r1", "seq": 9007199254740992, "ts": 0, "message": "x"}]}',
+        # found by Schemathesis: lax coercion took `false` and "1" for a timestamp
+        b'{"lines": [{"run_id": "r1", "seq": 1, "ts": false, "message": "x"}]}',
+        b'{"lines": [{"run_id": "r1", "seq": 1, "ts": "1", "message": "x"}]}',
     ],
 )
 def test_malformed_batches_get_422(sio: Service, body: bytes) -> None:
@@ -92,6 +95,7 @@ def test_malformed_batches_get_422(sio: Service, body: bytes) -> None:
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
     )
     assert response.status_code == 422, response.text
+    assert "Traceback" not in response.text and '"input"' not in response.text, "no traceback, no echo"
     assert httpx.get(f"{sio.url}/health").json()["status"] == "healthy"
 
 

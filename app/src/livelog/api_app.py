@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from starlette.routing import Match
+from fastapi.responses import JSONResponse
 
 from livelog.api import router
 from livelog.broadcaster import HttpBroadcaster
 from livelog.config import Settings, reveal, socketio_endpoints
 from livelog.deps import ApiState
 from livelog.http_body import BodyLimit
+from livelog.http_errors import answer_errors
 from livelog.logs import TaggedLogger
 from livelog.runs import RunExists, RunManager, TooManyRuns
 from livelog.store import RunStore
@@ -61,9 +58,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RunExists, _answer(409))
     app.add_exception_handler(TooManyRuns, _answer(429))
-    app.add_exception_handler(Exception, _internal_error)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(405, _method_not_allowed)
+    answer_errors(app, log)
     app.include_router(router)
     return app
 
@@ -73,28 +68,3 @@ def _answer(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
         return JSONResponse(status_code=status, content={"detail": str(exc)})
 
     return answer
-
-
-async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
-    """405 with every method the path has: Starlette's own names only the first route's (GET /api/runs and POST
-    /api/runs are two routes)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route.methods or set()
-    return JSONResponse(
-        {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(methods))}
-    )
-
-
-async def _invalid_request(_request: Request, exc: Exception) -> Response:
-    """422 naming each problem, without echoing the input back (it may be large, or not encodable)."""
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    detail = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in errors]
-    return Response(json.dumps({"detail": detail}), status_code=422, media_type="application/json")
-
-
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged here with its traceback, answered with no detail of it."""
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(status_code=500, content={"detail": "internal error"})

@@ -55,7 +55,7 @@ class Event(StrEnum):
 class LogLine(TypedDict):
     run_id: RunId
     seq: Annotated[int, Field(ge=1, le=MAX_SEQ), JSON_NUMBER]  # per run, from 1
-    ts: Annotated[float, Field(allow_inf_nan=False)]  # seconds since the epoch, when the workflow logged it
+    ts: Annotated[float, Field(allow_inf_nan=False), JSON_NUMBER]  # seconds since the epoch, when the workflow logged it
     level: Annotated[Level, Field(default="INFO")]
     message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
 

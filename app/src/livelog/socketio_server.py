@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import socketio
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.connection_limit import ConnectionLimit
 from livelog.http_body import BodyLimit
+from livelog.http_errors import answer_errors
 from livelog.hub import HubRedisManager, LogHub, TooManySubscriptions, room
 from livelog.logs import TaggedLogger
 from livelog.models import (
@@ -78,6 +79,7 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
 
     app = FastAPI(title="livelog Socket.IO server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    answer_errors(app, log)
     viewer = viewer_page()
 
     @app.get("/health")
@@ -100,15 +102,15 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
         """A page that shows the runs its viewer token covers as lines arrive."""
         return viewer
 
-    @app.post("/internal/broadcast", responses={401: {}, 413: {}, 422: {}})
-    async def broadcast(request: Request) -> BroadcastAccepted:
+    def broadcaster(request: Request) -> None:
         _check_bearer(request, reveal(settings.broadcast_token))
-        body = await request.body()  # under BodyLimit
-        try:
-            batch = BroadcastBatch.model_validate_json(body)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            raise HTTPException(status_code=422, detail=errors) from None
+
+    @app.post(
+        "/internal/broadcast",
+        dependencies=[Depends(broadcaster)],  # before the body is read: no token, 401 whatever the body
+        responses={401: {"description": "No broadcast token, or not the one set"}, 413: {}},
+    )
+    async def broadcast(batch: BroadcastBatch) -> BroadcastAccepted:
         emitted = await hub.publish(batch.lines)
         return BroadcastAccepted(accepted=len(batch.lines), emitted=emitted)
 
