@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -53,16 +54,19 @@ def serve(component: str) -> int:
     from starlette.types import ASGIApp
 
     app: ASGIApp
+    ws: Any = "auto"
     if component == "socketio":
         from livelog.socketio_server import create_socketio_app
+        from livelog.websocket_protocol import stall_guarded
 
         app, host, port = create_socketio_app(settings), settings.socketio_host, settings.socketio_port
+        ws = stall_guarded(settings.stalled_client_seconds)
     else:
         from livelog.api_app import create_api
 
         app, host, port = create_api(settings), settings.rest_api_host, settings.rest_api_port
     # log_config=None: uvicorn's records go through the root logger configured above
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on", ws=ws)
     return 0
 
 

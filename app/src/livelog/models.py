@@ -55,7 +55,9 @@ class Event(StrEnum):
 class LogLine(TypedDict):
     run_id: RunId
     seq: Annotated[int, Field(ge=1, le=MAX_SEQ), JSON_NUMBER]  # per run, from 1
-    ts: Annotated[float, Field(allow_inf_nan=False), JSON_NUMBER]  # seconds since the epoch, when the workflow logged it
+    ts: Annotated[
+        float, Field(allow_inf_nan=False), JSON_NUMBER
+    ]  # seconds since the epoch, when the workflow logged it
     level: Annotated[Level, Field(default="INFO")]
     message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
 
@@ -101,6 +103,7 @@ class Connections(BaseModel):
     subscriptions: int
     open: int  # HTTP requests and WebSockets under /socket.io/ (what LIVELOG_MAX_CONNECTIONS caps)
     refused: int  # refused at the cap, since the server started
+    dropped_unread: int  # WebSockets dropped because their client read nothing for LIVELOG_STALLED_CLIENT_SECONDS
 
 
 class LineCounts(BaseModel):

@@ -35,6 +35,7 @@ from livelog.models import (
     Subscription,
 )
 from livelog.viewer import viewer_page
+from livelog.websocket_protocol import StallGuardedWebSockets
 
 log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 
@@ -93,6 +94,7 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
                 subscriptions=hub.subscription_count(),
                 open=edge.open,
                 refused=edge.refused,
+                dropped_unread=StallGuardedWebSockets.dropped,
             ),
             lines=LineCounts(received=hub.lines_received, emitted=hub.lines_emitted),
         )
