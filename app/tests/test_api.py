@@ -72,6 +72,9 @@ async def test_test_log_returns_run_and_seq(shared_pair: tuple[Service, Service]
         ("GET", "/api/runs/dup-1/logs?after_seq=9223372036854775808", None, 422),
         ("POST", "/api/runs", b'{"interval_ms": true}', 422),
         ("POST", "/api/runs", b'{"lines": "10", "workflow": "chatter"}', 422),
+        ("POST", "/api/runs", b'{"lines": 1e309, "workflow": "chatter"}', 422),
+        # a 900 KB message: refused, and the answer does not carry it back
+        ("POST", "/api/test-log", b'{"message": "' + b"x" * 900_000 + b'"}', 422),
         ("POST", "/api/test-log", b'{"message": "\\ud800"}', 422),
         ("POST", "/api/test-log", b"\xff", 400),
     ],
@@ -85,6 +88,7 @@ def test_bad_requests_get_4xx(
     response = httpx.request(method, f"{api.url}{path}", content=body, headers=headers)
     assert response.status_code == status, response.text
     assert "Traceback" not in response.text and "\\ud800" not in response.text
+    assert len(response.content) < 1000, "an error names the problem, it does not echo the input"
     assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
 
 
