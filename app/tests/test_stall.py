@@ -1,5 +1,6 @@
 """A client that subscribes to every run ten times from the start and never reads cannot stall anyone else: its
-replay is bounded, it is dropped once its output stays unread, and the server's memory comes back."""
+replay is bounded, it is dropped once its output stays unread, and the server's memory comes back. Nor can one that
+reads, but slower than it is sent."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import socket
 import statistics
+import threading
 import time
 
 import httpx
@@ -63,6 +65,15 @@ def hostile_client(sio: Service) -> socket.socket:
     return sock
 
 
+def read_slowly(sock: socket.socket) -> None:
+    """2 KB every 0.1 s (20 KB/s) until the server drops the connection: less than half of what `*` sends it."""
+    try:
+        while sock.recv(2048):
+            time.sleep(0.1)
+    except OSError:  # the reset the server drops it with
+        pass
+
+
 async def live_latencies(
     sio: Service, client: LogSubscriber, arrivals: dict[int, float], run_id: str, seconds: float
 ) -> list[float]:
@@ -96,21 +107,26 @@ async def test_a_client_that_never_reads_stalls_nobody_and_is_dropped(services: 
     baseline_rss = rss_kib(sio)
     quiet = await live_latencies(sio, normal, arrivals, "live", 5)
 
-    hostile = hostile_client(sio)
-    await eventually(lambda: sio.health()["connections"]["clients"] == 2, what="the hostile client to connect")
+    hostile, slow = hostile_client(sio), hostile_client(sio)
+    reader = threading.Thread(target=read_slowly, args=(slow,), daemon=True)
+    reader.start()
+    await eventually(lambda: sio.health()["connections"]["clients"] == 3, what="the two other clients to connect")
     noisy = await live_latencies(sio, normal, arrivals, "live", 10)
     await eventually(
-        lambda: sio.health()["connections"]["dropped_unread"] == 1, seconds=30, what="the hostile client dropped"
+        lambda: sio.health()["connections"]["dropped_unread"] == 2, seconds=30, what="both other clients dropped"
     )
     health = sio.health()["connections"]
-    assert (health["clients"], health["open"]) == (1, 1), "its connection is gone, the normal one stays"
-    assert "read nothing of its output" in sio.output()
+    assert (health["clients"], health["open"]) == (1, 1), "their connections are gone, the normal one stays"
+    assert sio.output().count("left its output unread") == 2
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "the slow reader saw its connection end"
     await live_latencies(sio, normal, arrivals, "live", 3)  # life goes on
     after_rss = rss_kib(sio)
     hostile.close()
+    slow.close()
 
     print(
-        f"\nnormal client p99: {p99(quiet):.1f} ms alone, {p99(noisy):.1f} ms beside the hostile client "
+        f"\nnormal client p99: {p99(quiet):.1f} ms alone, {p99(noisy):.1f} ms beside the two others "
         f"({p99(noisy) / p99(quiet):.2f}x); Socket.IO RSS {baseline_rss / 1024:.1f} MiB before, "
         f"{after_rss / 1024:.1f} MiB after"
     )

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     max_replay_lines: int = Field(1000, ge=0, le=100_000, validation_alias=_livelog("MAX_REPLAY_LINES"))
     # Socket.IO connections (WebSocket or long-polling requests) one server process holds at once; more are refused
     max_connections: int = Field(10_000, ge=1, le=1_000_000, validation_alias=_livelog("MAX_CONNECTIONS"))
-    # a WebSocket client that reads nothing of its output for this long is dropped (it may reconnect and resume)
+    # a WebSocket client whose output stays unread this long (in all, within twice as long) is dropped; it may resume
     stalled_client_seconds: float = Field(10, gt=0, le=3600, validation_alias=_livelog("STALLED_CLIENT_SECONDS"))
     # rooms one Socket.IO connection may be subscribed to at once
     max_subscriptions: int = Field(100, ge=1, le=100_000, validation_alias=_livelog("MAX_SUBSCRIPTIONS"))

@@ -103,7 +103,7 @@ class Connections(BaseModel):
     subscriptions: int
     open: int  # HTTP requests and WebSockets under /socket.io/ (what LIVELOG_MAX_CONNECTIONS caps)
     refused: int  # refused at the cap, since the server started
-    dropped_unread: int  # WebSockets dropped because their client read nothing for LIVELOG_STALLED_CLIENT_SECONDS
+    dropped_unread: int  # WebSockets whose client left its output unread (LIVELOG_STALLED_CLIENT_SECONDS)
 
 
 class LineCounts(BaseModel):
