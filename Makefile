@@ -5,13 +5,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help run bootstrap image deploy-local test lint docs pytest fuzz molecule bench clean
+.PHONY: help run bootstrap image deploy-local test lint docs lock pytest fuzz molecule bench clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
 	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs) + backend tests + API fuzzing + molecule test --all (what CI runs)"
 	@echo "make run           the backend alone, no containers: Socket.IO on :7000, API on :8000 (Ctrl-C stops)"
-	@echo "make lint | docs | pytest | fuzz | molecule | bench | clean"
+	@echo "make lint | docs | lock | pytest | fuzz | molecule | bench | clean"
 
 # The backend alone: a venv with just the app (no Ansible, no podman), then both services in this terminal.
 run:
@@ -34,6 +34,11 @@ lint:
 	ruff check .
 	cd app && mypy
 	python scripts/role_docs.py --check
+	scripts/lock.sh --check
+
+# app/requirements.lock from app/pyproject.toml: every dependency pinned, with hashes (what hosts install)
+lock:
+	scripts/lock.sh
 
 # the role README's variable table, from roles/livelog/meta/argument_specs.yml
 docs:
@@ -42,7 +47,7 @@ docs:
 pytest:
 	@if [ -d app/tests ]; then pytest app/tests; else echo "pytest: app/tests does not exist yet, nothing to run"; fi
 
-# Schemathesis from the API's own OpenAPI, with a key: bounded, seeded; fails on any 5xx or schema violation
+# Schemathesis from both services' own OpenAPI: bounded, seeded; fails on any 5xx or schema violation
 fuzz:
 	scripts/fuzz.sh
 

@@ -20,6 +20,7 @@ PIP_PINS=(
   'ruff==0.17.6'
   'mypy==2.4.1'
   'schemathesis==4.32.5'  # make fuzz: property-based tests from the API's OpenAPI
+  'pip-tools==7.6.2'  # make lock: app/requirements.lock, with hashes
 )
 APT_PKGS=(podman runc crun conmon netavark aardvark-dns catatonit iptables uidmap
           debootstrap ca-certificates curl python3-venv python3-pip make git
