@@ -9,6 +9,10 @@ that node stops answering (verify.yml stops its service for 15 s). Every client 
 the run exactly once and in order, counted against the API's store, and the run must have been under way
 when the node went down.
 
+Phase 3 (with --rolling-ready-file): a longer run with subscribers through nginx and on each node; this script
+writes --rolling-ready-file, verify.yml redeploys a new release one host at a time, writes --rolling-done-file,
+and every subscriber must end with every line of the run once and in order, counted against the store.
+
 Runs are started with the API key in LIVELOG_API_KEYS (the first one), and every client connects with a viewer
 token for every run minted with it; nginx is dialled over HTTPS without checking its self-signed certificate.
 """
@@ -82,6 +86,39 @@ async def start_tail(nginx: str, key: str, run_id: str, out: Path) -> asyncio.su
         return await asyncio.create_subprocess_exec(
             *command, "--api-key", key, stdout=stdout, stderr=asyncio.subprocess.PIPE
         )
+
+
+async def rolling(
+    args: argparse.Namespace, http: httpx.AsyncClient, nginx: str, nodes: list[str], key: str, token: str
+) -> list[str]:
+    print(f"phase 3: a rolling redeploy during a {args.rolling_lines}-line run")
+    run_id, total = await start_run(http, nginx, args.rolling_lines, interval_ms=5)
+    history = ApiClient(nginx, key, verify=False)
+    clients = {}
+    for n, first in enumerate([nginx, nginx, *nodes, *nodes]):
+        urls = [first] if first == nginx else [first, nginx]
+        name = f"{'nginx' if first == nginx else 'node ' + first + ', then nginx'} #{n}"
+        clients[name] = LogSubscriber(urls, run_id, batch=n % 2 == 0, token=token, verify_tls=False, history=history)
+    for client in clients.values():
+        await client.connect()
+    Path(args.rolling_ready_file).write_text("redeploy now\n")
+    async with asyncio.timeout(900):
+        while not Path(args.rolling_done_file).exists():
+            await asyncio.sleep(1)
+    at_done = max(client.last_seq() for client in clients.values())
+    print(f"  the redeploy ended with the run at line {at_done} of {total}")
+    problems = [] if at_done < total else ["the run was over before the redeploy ended: the test proved little"]
+    problems += await wait_all(clients, total, 600)
+    problems += check(clients, total)
+    stored = [(line["seq"], line["message"]) for line in await history.lines(run_id, 0, total)]
+    for name, client in clients.items():
+        problems += check_lines(name, [(line["seq"], line["message"]) for line in client.lines], stored)
+    if not any(client.connects >= 2 for client in clients.values()):
+        problems.append("no client was moved by the redeploy: were the nodes restarted?")
+    for client in clients.values():
+        await client.close()
+    await history.aclose()
+    return problems
 
 
 async def node_down(http: httpx.AsyncClient, node: str) -> bool:
@@ -168,6 +205,9 @@ async def main(args: argparse.Namespace) -> int:
             await client.close()
         await history.aclose()
 
+        if args.rolling_ready_file:
+            problems += await rolling(args, http, nginx, nodes, key, token)
+
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     print("cluster check: " + ("FAILED" if problems else "OK"))
@@ -183,4 +223,7 @@ if __name__ == "__main__":
     parser.add_argument("--stop-after", type=int, default=1000)
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--work-dir", required=True, help="where the tails' output goes")
+    parser.add_argument("--rolling-ready-file", help="phase 3: written when the clients follow the run")
+    parser.add_argument("--rolling-done-file", help="phase 3: waited for, written when the redeploy is done")
+    parser.add_argument("--rolling-lines", type=int, default=40_000)
     sys.exit(asyncio.run(main(parser.parse_args())))
