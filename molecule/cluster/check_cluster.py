@@ -108,6 +108,12 @@ async def rolling(
     at_done = max(client.last_seq() for client in clients.values())
     print(f"  the redeploy ended with the run at line {at_done} of {total}")
     problems = [] if at_done < total else ["the run was over before the redeploy ended: the test proved little"]
+    async with asyncio.timeout(600):
+        while (run := (await http.get(f"{nginx}/api/runs/{run_id}")).json())["status"] == "running":
+            await asyncio.sleep(1)
+    if run["status"] != "succeeded" or run["lines"] != total:
+        problems.append(f"the run ended {run['status']} with {run['lines']} of {total} lines")
+    total = run["lines"]
     problems += await wait_all(clients, total, 600)
     problems += check(clients, total)
     stored = [(line["seq"], line["message"]) for line in await history.lines(run_id, 0, total)]
