@@ -24,7 +24,7 @@ PIP_PINS=(
 )
 APT_PKGS=(podman runc crun conmon netavark aardvark-dns catatonit iptables uidmap
           debootstrap ca-certificates curl python3-venv python3-pip make git
-          redis-server)  # redis-server: the backend's cluster tests start their own
+          redis-server lsof)  # redis-server: the backend's cluster tests start their own; lsof: the seed guide's check
 
 say() { echo "### bootstrap: $*"; }
 [ "$(id -u)" -eq 0 ] || { echo "bootstrap.sh must run as root (apt, podman rootful)" >&2; exit 1; }

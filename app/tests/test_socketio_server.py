@@ -49,7 +49,14 @@ async def test_health(sio: Service) -> None:
     assert health["status"] == "healthy"
     assert health["service"] == "socketio"
     assert health["port"] == sio.port
-    assert health["connections"] == {"clients": 0, "subscriptions": 0, "open": 0, "refused": 0, "dropped_unread": 0}
+    assert health["connections"] == {
+        "clients": 0,
+        "subscriptions": 0,
+        "open": 0,
+        "refused": 0,
+        "dropped_unread": 0,
+        "refused_origins": 0,
+    }
 
 
 @pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
@@ -194,7 +201,14 @@ async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object)
     assert ack["ok"] is False and ack["error"]
     assert client.sio.connected
     health = httpx.get(f"{sio.url}/health").json()
-    assert health["connections"] == {"clients": 1, "subscriptions": 1, "open": 1, "refused": 0, "dropped_unread": 0}
+    assert health["connections"] == {
+        "clients": 1,
+        "subscriptions": 1,
+        "open": 1,
+        "refused": 0,
+        "dropped_unread": 0,
+        "refused_origins": 0,
+    }
     await client.close()
 
 

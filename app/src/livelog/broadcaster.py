@@ -66,6 +66,11 @@ class BatchRejected(BroadcastFailed):
     retry = False
 
 
+def log_endpoints(endpoints: list[str]) -> None:
+    """The line operators look for first: where the broadcaster sends (never `localhost`)."""
+    log.info("Socket.IO endpoint: %s", ", ".join(endpoints))
+
+
 class _RateLimitedLog:
     """Logs the first failure of each kind, then at most one message per kind per interval."""
 
@@ -130,7 +135,7 @@ class HttpBroadcaster:
         return self.endpoints[self._current]
 
     async def start(self) -> None:
-        log.info("Socket.IO endpoint: %s", ", ".join(self.endpoints))
+        log_endpoints(self.endpoints)
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._client = httpx.AsyncClient(timeout=self._timeout, headers=headers)
         self._task = asyncio.create_task(self._run(), name="http-broadcaster")

@@ -25,9 +25,14 @@ from livelog.config import (
     reveal,
     reveal_all,
     socketio_endpoint,
+    socketio_endpoints,
 )
-from livelog.logs import configure_logging
+from livelog.logs import TaggedLogger, configure_logging
 from livelog.models import RUN_ID_PATTERN, ViewerTokenRequest
+
+# `serve all` is the seed's `python main.py`: its own lines carry the seed's [MAIN] tag
+main_log = TaggedLogger("livelog.main", "[MAIN]")
+socketio_log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 
 # how long `serve all` lets the Socket.IO server take to listen before it starts the API anyway
 SOCKETIO_START_SECONDS = 10.0
@@ -61,6 +66,7 @@ def serve(component: str) -> int:
 
         app, host, port = create_socketio_app(settings), settings.socketio_host, settings.socketio_port
         ws = stall_guarded(settings.stalled_client_seconds)
+        socketio_log.info("Starting Socket.IO server on %s:%s", host, port)
     else:
         from livelog.api_app import create_api
 
@@ -72,11 +78,18 @@ def serve(component: str) -> int:
 
 def serve_all() -> int:
     """Both services for a developer's terminal: two processes, as under systemd; Ctrl-C stops both."""
+    from livelog.broadcaster import log_endpoints
+
     settings = settings_or_exit()
+    configure_logging(settings.log_level)
     command = [sys.executable, "-m", "livelog", "serve"]
+    # the seed's startup lines, in its order; each service adds its own
+    log_endpoints(socketio_endpoints(settings))
+    main_log.info("Starting Socket.IO server...")
     children = {"socketio": subprocess.Popen([*command, "socketio"])}
     # the API dials the Socket.IO server at once: start it when the server listens
     _wait_listening(settings, children["socketio"])
+    main_log.info("Starting REST API server...")
     children["api"] = subprocess.Popen([*command, "api"])
     asked_to_stop = False
 

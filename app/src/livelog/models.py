@@ -104,6 +104,7 @@ class Connections(BaseModel):
     open: int  # HTTP requests and WebSockets under /socket.io/ (what LIVELOG_MAX_CONNECTIONS caps)
     refused: int  # refused at the cap, since the server started
     dropped_unread: int  # WebSockets whose client left its output unread (LIVELOG_STALLED_CLIENT_SECONDS)
+    refused_origins: int  # handshakes from a page whose origin is not allowed (LIVELOG_CORS_ORIGINS)
 
 
 class LineCounts(BaseModel):

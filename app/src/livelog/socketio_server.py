@@ -34,6 +34,7 @@ from livelog.models import (
     SocketIOHealth,
     Subscription,
 )
+from livelog.origin_policy import OriginPolicy
 from livelog.viewer import viewer_page
 from livelog.websocket_protocol import StallGuardedWebSockets
 
@@ -55,7 +56,8 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
             max_age_s=settings.retention_days * 86400,
         )
     )
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=_cors_origins(settings), client_manager=manager)
+    origins = _cors_origins(settings)
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins, client_manager=manager)
     hub = LogHub(sio, backlog, max_subscriptions=settings.max_subscriptions, max_replay_lines=settings.max_replay_lines)
     if manager is not None:
         manager.hub = hub
@@ -95,6 +97,7 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
                 open=edge.open,
                 refused=edge.refused,
                 dropped_unread=StallGuardedWebSockets.dropped,
+                refused_origins=origins.refused if isinstance(origins, OriginPolicy) else 0,
             ),
             lines=LineCounts(received=hub.lines_received, emitted=hub.lines_emitted),
         )
@@ -120,12 +123,10 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
     return edge
 
 
-def _cors_origins(settings: Settings) -> str | list[str] | None:
-    """python-socketio: None = same origin only, '*' = any; an empty list would turn checking off."""
+def _cors_origins(settings: Settings) -> str | OriginPolicy:
+    """python-socketio: '*' = any origin; else the policy (the server's own origin and the listed ones)."""
     origins = settings.cors_origins
-    if not origins:
-        return None
-    return ANY_ORIGIN if ANY_ORIGIN in origins else origins
+    return ANY_ORIGIN if ANY_ORIGIN in origins else OriginPolicy(origins)
 
 
 def _check_bearer(request: Request, token: str | None) -> None:

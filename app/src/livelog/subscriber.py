@@ -43,6 +43,7 @@ class LogSubscriber:
         http_session: aiohttp.ClientSession | None = None,
         history: ApiClient | None = None,
         on_line: Callable[[LogLine], None] | None = None,
+        origin: str | None = None,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self.run_id = run_id
@@ -52,6 +53,8 @@ class LogSubscriber:
         self.auth = {"token": token} if token else None
         self.history = history
         self.on_line = on_line
+        # the Origin a browser sends: the page's, when it is served from elsewhere than the Socket.IO server
+        self.headers = {"Origin": origin} if origin else {}
         # applied lines, in the order applied; the last seq applied per run
         self.lines: list[LogLine] = []
         self.applied: dict[str, int] = {}
@@ -84,7 +87,7 @@ class LogSubscriber:
         """Connect and subscribe; raise if either fails within `wait_seconds`."""
         self.connected_url = self.urls[self._current]
         self._acked.clear()
-        await self.sio.connect(self.connected_url, auth=self.auth, wait_timeout=wait_seconds)
+        await self.sio.connect(self.connected_url, headers=self.headers, auth=self.auth, wait_timeout=wait_seconds)
         async with asyncio.timeout(wait_seconds):
             await self._acked.wait()
         if not self.acks[-1].get("ok"):

@@ -62,6 +62,7 @@ class Executor:
 
     async def run(self, action: Action) -> None:
         started = time.monotonic()
+        self._emit(f"[EXECUTOR] Running {action.name}...")
         self._emit(f"[EXECUTOR] Running action {action.name} (type: {action.type})")
         for message in action.progress:
             await asyncio.sleep(self._interval)
