@@ -61,8 +61,13 @@ def run_to_the_end(api_url: str, run_id: str, headers: dict[str, str] | None = N
 def test_serve_all_walks_the_guide(tmp_path: Path) -> None:
     """`livelog serve all` (the seed's `python main.py`) on a single machine with the guide's 0.0.0.0 bind."""
     sio_port, api_port = free_port(), free_port()
+    # at debug level the API echoes each workflow line, as the seed's console did (the journal is quieter)
     env = service_env(
-        SOCKETIO_HOST="0.0.0.0", SOCKETIO_PORT=sio_port, REST_API_PORT=api_port, LIVELOG_DATA_DIR=tmp_path / "data"
+        SOCKETIO_HOST="0.0.0.0",
+        SOCKETIO_PORT=sio_port,
+        REST_API_PORT=api_port,
+        LIVELOG_DATA_DIR=tmp_path / "data",
+        LIVELOG_LOG_LEVEL="debug",
     )
     output_path = tmp_path / "serve-all.log"
     with output_path.open("wb") as output:
@@ -119,7 +124,7 @@ def test_serve_all_walks_the_guide(tmp_path: Path) -> None:
 
 def test_bad_log_names_the_unreachable_server_once_per_window(services: Services) -> None:
     """The Socket.IO server stopped: the API's log interleaves one `Cannot reach` line with the workflow's lines."""
-    sio, api = services.pair()
+    sio, api = services.pair(LIVELOG_LOG_LEVEL="debug")
     sio.stop()
     messages = run_to_the_end(api.url, "guide-bad")
     output = tagged_lines(api.output())

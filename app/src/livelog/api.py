@@ -16,6 +16,7 @@ from livelog.models import (
     LogLine,
     Run,
     RunStarted,
+    StoreState,
     TestLogRequest,
     TestLogSent,
     ViewerToken,
@@ -43,6 +44,12 @@ async def health(settings: SettingsDep, broadcaster: BroadcasterDep, runs: RunsD
         port=settings.rest_api_port,
         runs_active=runs.active,
         broadcaster=broadcaster.state(),
+        store=StoreState(
+            written=runs.store.writer.written,
+            batches=runs.store.writer.batches,
+            pending=runs.store.writer.pending,
+            dropped=runs.store.writer.dropped,
+        ),
     )
 
 
@@ -64,8 +71,8 @@ async def create_run(caller: KeyHolderDep, runs: RunsDep, request: RunRequest | 
 async def list_runs(caller: ReaderDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
     """The newest runs; for a viewer token, the newest of its runs."""
     if caller.grant is None or ALL_RUNS in caller.grant.runs:
-        return store.recent_runs(limit)
-    return store.recent_runs(limit, only=caller.grant.runs)
+        return await store.recent_runs(limit)
+    return await store.recent_runs(limit, only=caller.grant.runs)
 
 
 def _readable(caller: ReaderDep, run_id: str) -> None:
@@ -76,7 +83,7 @@ def _readable(caller: ReaderDep, run_id: str) -> None:
 @router.get("/api/runs/{run_id}", responses=NOT_FOUND)
 async def get_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
     _readable(caller, run_id)
-    run = store.get_run(run_id)
+    run = await store.get_run(run_id)
     if run is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
     return run
@@ -91,9 +98,9 @@ async def get_logs(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[LogLine]:
     _readable(caller, run_id)
-    if store.get_run(run_id) is None:
+    if await store.get_run(run_id) is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
-    return store.lines(run_id, after_seq, limit)
+    return await store.lines(run_id, after_seq, limit)
 
 
 @router.post("/api/test-log", responses=TAKEN)
@@ -101,7 +108,7 @@ async def test_log(
     _caller: KeyHolderDep, runs: RunsDep, broadcaster: BroadcasterDep, request: TestLogRequest | None = None
 ) -> TestLogSent:
     request = request or TestLogRequest()
-    line = runs.log_test_line(request.run_id, request.message)
+    line = await runs.log_test_line(request.run_id, request.message)
     return TestLogSent(run_id=line["run_id"], seq=line["seq"], endpoint=broadcaster.endpoint)
 
 

@@ -26,6 +26,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = RunStore(settings.data_dir / "api.sqlite3")
+        store.start()
         if interrupted := store.mark_interrupted():
             log.warning("%d runs were interrupted by the previous shutdown", interrupted)
         broadcaster = HttpBroadcaster(
@@ -44,7 +45,7 @@ def create_api(settings: Settings) -> FastAPI:
         yield
         await runs.shutdown()
         await broadcaster.close()
-        store.close()
+        await store.close()
 
     app = FastAPI(title="livelog REST API", lifespan=lifespan)
     if settings.cors_origins:

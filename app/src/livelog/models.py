@@ -132,12 +132,20 @@ class BroadcasterState(BaseModel):
     last_error: str | None
 
 
+class StoreState(BaseModel):
+    written: int  # lines committed to the run store
+    batches: int  # transactions that wrote them
+    pending: int  # lines waiting to be written
+    dropped: int  # lines left out of the store (too many waiting, or a failed write); they still went live
+
+
 class ApiHealth(BaseModel):
     status: Literal["healthy", "degraded"]
     service: Literal["api"]
     port: int
     runs_active: int
     broadcaster: BroadcasterState
+    store: StoreState
 
 
 class RunStarted(BaseModel):

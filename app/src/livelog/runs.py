@@ -15,7 +15,8 @@ from livelog.store import RunStore
 from livelog.workflows import RunRequest, run_workflow
 
 log = TaggedLogger("livelog.runs", "[EXECUTOR]")
-# workflow lines, echoed to the service's own log
+# workflow lines, echoed to the service's own log at debug level only: the journal is for the service's own
+# events, and a line per workflow line would cost every log call (LIVELOG_LOG_LEVEL=debug shows them)
 lines_log = logging.getLogger("livelog.workflows")
 
 
@@ -50,7 +51,7 @@ class RunLogger:
         )
         self._store.append_line(line)
         self._broadcaster.broadcast(line)
-        lines_log.log(logging.getLevelName(level), "%s (run %s #%d)", message, self.run_id, self.seq)
+        lines_log.debug("%s (run %s #%d, %s)", message, self.run_id, self.seq, level)
         return line
 
 
@@ -102,11 +103,11 @@ class RunManager:
         if removed := self.store.prune(self._retention_s, self._retention_lines):
             log.info("Retention removed %d runs (oldest: %s)", len(removed), removed[0])
 
-    def log_test_line(self, run_id: str | None, message: str) -> LogLine:
+    async def log_test_line(self, run_id: str | None, message: str) -> LogLine:
         """A one-line run, finished at once: proves the way from here to the browsers."""
         run_id = self._create(run_id or f"test-{uuid.uuid4().hex[:12]}", "test-log", {})
         line = RunLogger(run_id, self.store, self._broadcaster)(f"[TEST] {message}")
-        self.store.finish_run(run_id, "succeeded")
+        await self.store.finish_run(run_id, "succeeded")
         self.prune()
         return line
 
@@ -127,12 +128,12 @@ class RunManager:
             await run_workflow(request, emit)
         except asyncio.CancelledError:
             emit("[EXECUTOR] Run cancelled by shutdown", "WARNING")
-            self.store.finish_run(run_id, "interrupted")
+            await self.store.finish_run(run_id, "interrupted")
             raise
         except Exception as exc:
             log.exception("Run %s failed", run_id)
             emit(f"[EXECUTOR] Run failed: {exc}", "ERROR")
-            self.store.finish_run(run_id, "failed", str(exc))
+            await self.store.finish_run(run_id, "failed", str(exc))
         else:
-            self.store.finish_run(run_id, "succeeded")
+            await self.store.finish_run(run_id, "succeeded")
         self.prune()

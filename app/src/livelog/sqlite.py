@@ -21,10 +21,12 @@ INSERT_LINE_IF_NEW = "INSERT OR IGNORE INTO lines (run_id, seq, ts, level, messa
 LineRow = tuple[str, int, float, str, str]
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), with the lines table in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+    # a writer on another connection (the API's line writer) holds the lock for a batch: wait for it
+    db.execute("PRAGMA busy_timeout=5000")
     db.execute("PRAGMA journal_mode=WAL")
     # WAL with NORMAL: a crash of the machine may lose the last transactions, never corrupt the file
     db.execute("PRAGMA synchronous=NORMAL")

@@ -1,4 +1,8 @@
-"""The API's run and log history, in SQLite under the service's data directory (the source of truth)."""
+"""The API's run and log history, in SQLite under the service's data directory (the source of truth).
+
+Lines go through a LineWriter (batched, off the event loop); what reads lines or their count settles it first,
+so a reader sees every line logged before it asked.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from livelog import sqlite
+from livelog.line_writer import LineWriter
 from livelog.models import LogLine, Run, RunStatus
 
 _RUNS_TABLE = """
@@ -23,6 +28,11 @@ class RunStore:
         self._db = sqlite.connect(path)
         self._db.execute(_RUNS_TABLE)
         self._db.execute("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)")
+        self.writer = LineWriter(path)
+
+    def start(self) -> None:
+        """Start writing lines (needs the running event loop)."""
+        self.writer.start()
 
     def create_run(self, run_id: str, workflow: str, params: dict[str, Any]) -> bool:
         """Record a new run; False if the id is taken."""
@@ -32,7 +42,8 @@ class RunStore:
         )
         return cursor.rowcount == 1
 
-    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+    async def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        await self.writer.settle()  # a finished run has all its lines
         self._db.execute(
             "UPDATE runs SET status = ?, finished = ?, error = ? WHERE run_id = ?",
             (status, time.time(), error, run_id),
@@ -46,17 +57,16 @@ class RunStore:
         return cursor.rowcount
 
     def append_line(self, line: LogLine) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute(sqlite.INSERT_LINE, sqlite.to_row(line))
-            self._db.execute("UPDATE runs SET lines = ? WHERE run_id = ?", (line["seq"], line["run_id"]))
+        self.writer.append(line)
 
-    def get_run(self, run_id: str) -> Run | None:
+    async def get_run(self, run_id: str) -> Run | None:
+        await self.writer.settle()
         found = self._db.execute(f"{_SELECT_RUNS} WHERE run_id = ?", (run_id,)).fetchone()
         return _to_run(found) if found else None
 
-    def recent_runs(self, limit: int, only: frozenset[str] | None = None) -> list[Run]:
+    async def recent_runs(self, limit: int, only: frozenset[str] | None = None) -> list[Run]:
         """The newest runs; with `only`, the newest of those runs."""
+        await self.writer.settle()
         if only is None:
             rows = self._db.execute(f"{_SELECT_RUNS} ORDER BY created DESC LIMIT ?", (limit,))
         else:
@@ -67,7 +77,8 @@ class RunStore:
             )
         return [_to_run(row) for row in rows]
 
-    def lines(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
+    async def lines(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
+        await self.writer.settle()
         rows = self._db.execute(
             f"{sqlite.SELECT_LINES} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?", (run_id, after_seq, limit)
         )
@@ -95,7 +106,9 @@ class RunStore:
                 self._db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
         return doomed
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Write every line waiting, then close."""
+        await self.writer.close()
         self._db.close()
 
 

@@ -1,0 +1,106 @@
+"""The lines of runs, written to the run store in batches, off the event loop: one transaction per batch.
+
+`append` is what a workflow's log call pays: a list append. A writer task takes every line appended so far and
+commits them on a thread with one transaction, so a line at a low rate is written at once (no timer) and, under
+load, the lines that arrive while one batch commits make the next batch. Readers that need what was logged
+`settle()` first. Bounded: past `max_pending` lines waiting (the disk stalls), new lines are left out of the
+store, counted and logged; they still go to the viewers. A crash loses at most the lines waiting and the batch
+being committed, a few milliseconds' worth; a stop writes everything first (`close`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from livelog import sqlite
+from livelog.logs import TaggedLogger
+from livelog.models import LogLine
+
+log = TaggedLogger("livelog.store", "[EXECUTOR]")
+
+MAX_PENDING = 100_000
+# at most one log line per this many seconds about lines left out of the store
+LOG_EVERY_S = 10.0
+
+
+class LineWriter:
+    def __init__(self, path: Path, max_pending: int = MAX_PENDING) -> None:
+        self.max_pending = max_pending
+        self.appended = 0  # lines handed to append, kept or not
+        self.written = 0  # lines committed
+        self.batches = 0
+        self.dropped = 0  # lines left out of the store: too many waiting, or a failed commit
+        self._db = sqlite.connect(path, check_same_thread=False)  # used by one writer thread at a time
+        self._pending: list[LogLine] = []
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._handled = 0  # lines appended and since written or dropped
+        self._task: asyncio.Task[None] | None = None
+        self._next_log = 0.0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="line-writer")
+
+    def append(self, line: LogLine) -> None:
+        self.appended += 1
+        if len(self._pending) >= self.max_pending:
+            self._handled += 1  # never queued: done with at once (a batch is waiting, so a waiter will hear)
+            self._drop(1, f"{self.max_pending} lines already wait to be written")
+            return
+        self._pending.append(line)
+        self._wake.set()
+
+    async def settle(self) -> None:
+        """Return once every line appended before the call is written (or counted as dropped)."""
+        target = self.appended
+        if self._handled >= target:
+            return
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._handled >= target)
+
+    async def close(self) -> None:
+        """Write every line waiting, then stop."""
+        if self._task is not None:
+            await self.settle()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._db.close()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self._write, batch)
+                    self.written += len(batch)
+                    self.batches += 1
+                except sqlite3.Error as exc:
+                    self._drop(len(batch), f"the store refused them: {exc}")
+                async with self._progress:
+                    self._handled += len(batch)
+                    self._progress.notify_all()
+
+    def _write(self, batch: list[LogLine]) -> None:
+        last_seq: dict[str, int] = {}
+        for line in batch:
+            last_seq[line["run_id"]] = line["seq"]
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(sqlite.INSERT_LINE, [sqlite.to_row(line) for line in batch])
+            self._db.executemany("UPDATE runs SET lines = ? WHERE run_id = ?", [(s, r) for r, s in last_seq.items()])
+
+    def _drop(self, count: int, why: str) -> None:
+        self.dropped += count
+        now = time.monotonic()
+        if now >= self._next_log:
+            log.warning("Left %d line(s) out of the run store (%d in all): %s", count, self.dropped, why)
+            self._next_log = now + LOG_EVERY_S

@@ -1,0 +1,98 @@
+"""The run store's batched writes: nothing lost, order kept, bounded, and everything written at a stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Services
+
+from livelog.models import LogLine
+from livelog.store import RunStore
+from livelog.testing import make_lines
+
+
+async def open_store(path: Path, *runs: str) -> RunStore:
+    store = RunStore(path)
+    store.start()
+    for run_id in runs:
+        assert store.create_run(run_id, "test", {})
+    return store
+
+
+async def test_lines_logged_without_a_pause_are_kept_in_order_in_one_transaction(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "a", "b")
+    a, b = make_lines("a", 1, 20_000), make_lines("b", 1, 20_000)
+    for line_a, line_b in zip(a, b, strict=True):  # two runs, interleaved, as concurrent workflows log
+        store.append_line(line_a)
+        store.append_line(line_b)
+
+    assert await store.lines("a", 0, 100_000) == a
+    assert await store.lines("b", 0, 100_000) == b
+    assert [run["lines"] for run in await store.recent_runs(10)] == [20_000, 20_000]
+    assert store.writer.written == 40_000 and store.writer.dropped == 0
+    # appended without yielding to the event loop: the writer found them all waiting, and took them at once
+    assert store.writer.batches == 1
+    await store.close()
+
+
+async def test_a_line_alone_is_written_at_once(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "slow")
+    for seq in (1, 2, 3):
+        store.append_line(make_lines("slow", seq, seq)[0])
+        await store.writer.settle()  # returns when written: no timer holds a lone line back
+        assert store.writer.written == seq and store.writer.batches == seq
+    await store.close()
+
+
+async def test_a_full_queue_drops_new_lines_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "flood")
+    store.writer.max_pending = 10
+    with caplog.at_level(logging.WARNING):
+        for line in make_lines("flood", 1, 15):
+            store.append_line(line)
+        await store.writer.settle()
+    assert [line["seq"] for line in await store.lines("flood", 0, 100)] == list(range(1, 11))
+    assert store.writer.dropped == 5 and store.writer.pending == 0
+    assert "Left 1 line(s) out of the run store (1 in all): 10 lines already wait to be written" in caplog.text
+    await store.close()
+
+
+async def test_close_writes_every_waiting_line(tmp_path: Path) -> None:
+    path = tmp_path / "api.sqlite3"
+    store = await open_store(path, "last")
+    lines: list[LogLine] = make_lines("last", 1, 5_000)
+    for line in lines:
+        store.append_line(line)
+    await store.close()  # no settle before: close must write them
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*), MAX(seq) FROM lines WHERE run_id = 'last'").fetchone() == (5_000, 5_000)
+        assert db.execute("SELECT lines FROM runs WHERE run_id = 'last'").fetchone() == (5_000,)
+
+
+def test_an_api_stopped_mid_run_keeps_every_line_it_logged(services: Services) -> None:
+    """SIGTERM while a fast workflow logs: the API writes what it logged, ends the run `interrupted` with a last
+    line saying so, and after a restart the store holds lines 1..N without a hole."""
+    _, api = services.pair()
+    started = httpx.post(
+        f"{api.url}/api/runs", json={"run_id": "cut", "workflow": "chatter", "lines": 100_000, "interval_ms": 0}
+    )
+    assert started.status_code == 202
+    while httpx.get(f"{api.url}/api/runs/cut").json()["lines"] < 2_000:
+        pass
+    api.stop(signal.SIGTERM)
+    api.start()
+
+    run = httpx.get(f"{api.url}/api/runs/cut").json()
+    assert run["status"] == "interrupted"
+    lines: list[LogLine] = []
+    while batch := httpx.get(f"{api.url}/api/runs/cut/logs", params={"after_seq": len(lines), "limit": 10_000}).json():
+        lines.extend(batch)
+    assert [line["seq"] for line in lines] == list(range(1, run["lines"] + 1))
+    assert lines[-1]["message"] == "[EXECUTOR] Run cancelled by shutdown"
