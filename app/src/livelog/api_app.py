@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from livelog.api import router
-from livelog.broadcaster import HttpBroadcaster
+from livelog.broadcaster import ErrorKind, HttpBroadcaster
 from livelog.config import Settings, reveal, socketio_endpoints
 from livelog.deps import ApiState
 from livelog.http_body import BodyLimit
 from livelog.http_errors import answer_errors
 from livelog.logs import TaggedLogger
+from livelog.metrics import RequestTimer, ServiceMetrics, counter, gauge
 from livelog.runs import RunExists, RunManager, TooManyRuns
 from livelog.store import RunStore
 
@@ -48,6 +51,13 @@ def create_api(settings: Settings) -> FastAPI:
         await store.close()
 
     app = FastAPI(title="livelog REST API", lifespan=lifespan)
+    metrics = ServiceMetrics(lambda: _metrics(app.state.livelog))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page() -> Response:
+        """Prometheus metrics; not proxied by nginx."""
+        return metrics.response()
+
     if settings.cors_origins:
         # a frontend on another origin sends a viewer token (or a key) in Authorization
         app.add_middleware(
@@ -61,7 +71,31 @@ def create_api(settings: Settings) -> FastAPI:
     app.add_exception_handler(TooManyRuns, _answer(429))
     answer_errors(app, log)
     app.include_router(router)
+    app.add_middleware(RequestTimer, metrics=metrics)
     return app
+
+
+def _metrics(state: ApiState) -> Iterator[Metric]:
+    writer, broadcaster = state.store.writer, state.broadcaster
+    yield counter("lines_logged", "Lines workflows logged", writer.appended)
+    yield counter("lines_stored", "Lines committed to the run store", writer.written)
+    yield counter("store_batches", "Transactions that committed them", writer.batches)
+    yield gauge("store_pending_lines", "Lines waiting to be written to the run store", writer.pending)
+    yield counter(
+        "lines_store_dropped", "Lines left out of the run store (too many waiting, or a failed write)", writer.dropped
+    )
+    yield counter("lines_sent", "Lines the broadcaster delivered to the Socket.IO server", broadcaster.sent)
+    yield gauge("broadcast_queue_lines", "Lines waiting in the broadcaster's queue", broadcaster.queued)
+    yield counter(
+        "lines_broadcast_dropped",
+        "Lines the broadcaster dropped (queue full, or refused for good)",
+        broadcaster.dropped,
+    )
+    failures = CounterMetricFamily("livelog_broadcast_failures", "Failed deliveries, by kind", labels=["kind"])
+    for kind in ErrorKind:
+        failures.add_metric([kind.value], broadcaster.failures_by_kind[kind])
+    yield failures
+    yield gauge("runs_active", "Workflow runs going", state.runs.active)
 
 
 def _answer(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:

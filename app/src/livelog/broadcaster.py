@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from enum import StrEnum
 
 import httpx
@@ -127,6 +127,7 @@ class HttpBroadcaster:
         self.sent = 0
         self.dropped = 0
         self.failures = 0
+        self.failures_by_kind: Counter[ErrorKind] = Counter()
         self.failing = False
         self.last_failure: BroadcastError | None = None
 
@@ -216,6 +217,7 @@ class HttpBroadcaster:
                 await self._post(batch)
             except BroadcastError as error:
                 self.failures += 1
+                self.failures_by_kind[error.kind] += 1
                 self.last_failure = error
                 self._errors.warning(error)
                 if not error.retry:

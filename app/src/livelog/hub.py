@@ -7,7 +7,9 @@ batch (a list), for clients that subscribed with `batch: true`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,9 +66,15 @@ class LogHub:
     """
 
     def __init__(
-        self, sio: socketio.AsyncServer, backlog: Backlog, max_subscriptions: int = 100, max_replay_lines: int = 1000
+        self,
+        sio: socketio.AsyncServer,
+        backlog: Backlog,
+        max_subscriptions: int = 100,
+        max_replay_lines: int = 1000,
+        observe_lag: Callable[[float], None] | None = None,
     ) -> None:
         self.sio = sio
+        self.observe_lag = observe_lag
         self.backlog = backlog
         self.max_subscriptions = max_subscriptions
         self.max_replay_lines = max_replay_lines
@@ -103,6 +111,8 @@ class LogHub:
                 await self.sio.emit(Event.BATCH, run_lines, room=rooms_of_line(run_id, Event.BATCH))
         self.lines_received += len(lines)
         self.lines_emitted += len(singles)
+        if self.observe_lag is not None and lines:
+            self.observe_lag(max(0.0, time.time() - min(line["ts"] for line in lines)))
         return len(singles)
 
     async def subscribe(self, sid: str, sub: Subscription) -> Replay:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import socketio
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client.metrics_core import Metric
 from pydantic import ValidationError
 
 from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_viewer_token
@@ -25,6 +26,7 @@ from livelog.http_body import BodyLimit
 from livelog.http_errors import answer_errors
 from livelog.hub import HubRedisManager, LogHub, TooManySubscriptions, room
 from livelog.logs import TaggedLogger
+from livelog.metrics import RequestTimer, ServiceMetrics, counter, gauge
 from livelog.models import (
     BroadcastAccepted,
     BroadcastBatch,
@@ -43,7 +45,7 @@ log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 Ack = dict[str, Any]
 
 
-def create_socketio_app(settings: Settings) -> ConnectionLimit:
+def create_socketio_app(settings: Settings) -> RequestTimer:
     redis_url = reveal(settings.redis_url)
     manager = HubRedisManager(redis_url) if redis_url else None
     backlog: Backlog = (
@@ -58,7 +60,15 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
     )
     origins = _cors_origins(settings)
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins, client_manager=manager)
-    hub = LogHub(sio, backlog, max_subscriptions=settings.max_subscriptions, max_replay_lines=settings.max_replay_lines)
+    metrics = ServiceMetrics(lambda: _metrics(hub, edge, origins))
+    lag = metrics.histogram("emit_lag_seconds", "From a line's timestamp (logged) to its emit here, per batch's oldest")
+    hub = LogHub(
+        sio,
+        backlog,
+        max_subscriptions=settings.max_subscriptions,
+        max_replay_lines=settings.max_replay_lines,
+        observe_lag=lag.observe,
+    )
     if manager is not None:
         manager.hub = hub
     register_events(sio, hub, reveal(settings.viewer_token_secret))
@@ -102,6 +112,11 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
             lines=LineCounts(received=hub.lines_received, emitted=hub.lines_emitted),
         )
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page() -> Response:
+        """Prometheus metrics; not proxied by nginx."""
+        return metrics.response()
+
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
         """A page that shows the runs its viewer token covers as lines arrive."""
@@ -120,7 +135,23 @@ def create_socketio_app(settings: Settings) -> ConnectionLimit:
         return BroadcastAccepted(accepted=len(batch.lines), emitted=emitted)
 
     edge = ConnectionLimit(socketio.ASGIApp(sio, other_asgi_app=app), settings.max_connections, "/socket.io/")
-    return edge
+    return RequestTimer(edge, metrics)
+
+
+def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy) -> Iterator[Metric]:
+    yield counter("lines_received", "Lines the broadcaster (or another node) handed to this node", hub.lines_received)
+    yield counter("lines_emitted", "Lines emitted to rooms as single `log` events", hub.lines_emitted)
+    yield gauge("clients", "Socket.IO clients connected", hub.clients)
+    yield gauge("subscriptions", "Subscriptions of the connected clients", hub.subscription_count())
+    yield gauge("connections_open", "HTTP requests and WebSockets open under /socket.io/", edge.open)
+    yield counter("connections_refused", "Connections refused at LIVELOG_MAX_CONNECTIONS", edge.refused)
+    yield counter(
+        "websockets_dropped_unread",
+        "WebSockets dropped because the client left its output unread",
+        StallGuardedWebSockets.dropped,
+    )
+    refused_origins = origins.refused if isinstance(origins, OriginPolicy) else 0
+    yield counter("origins_refused", "Handshakes from a page whose origin is not allowed", refused_origins)
 
 
 def _cors_origins(settings: Settings) -> str | OriginPolicy:
