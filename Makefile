@@ -55,10 +55,12 @@ fuzz:
 molecule:
 	scripts/molecule-all.sh
 
+# performance figures as ratios against baselines measured in the same run; JSON and a chart in bench/results/
 bench:
-	@set -e; shopt -s nullglob; files=(bench/*.py); \
-	if [ $${#files[@]} -eq 0 ]; then echo "bench: no bench/*.py yet"; fi; \
-	for f in "$${files[@]}"; do echo "### $$f"; python "$$f"; done
+	python bench/log_call.py
+	python bench/throughput.py
+	python bench/end_to_end.py
+	python bench/chart.py
 
 clean:
 	-scripts/deploy-local.sh --destroy

@@ -21,6 +21,8 @@ PIP_PINS=(
   'mypy==2.4.1'
   'schemathesis==4.32.5'  # make fuzz: property-based tests from the API's OpenAPI
   'pip-tools==7.6.2'  # make lock: app/requirements.lock, with hashes
+  'matplotlib==3.11.2'  # make bench: the chart of its figures
+  'py-spy==0.4.3'  # make bench's profiles: where the time goes, from outside the process
 )
 APT_PKGS=(podman runc crun conmon netavark aardvark-dns catatonit iptables uidmap
           debootstrap ca-certificates curl python3-venv python3-pip make git

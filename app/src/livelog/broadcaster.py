@@ -19,13 +19,19 @@ from enum import StrEnum
 import httpx
 
 from livelog.logs import TaggedLogger
-from livelog.models import BroadcasterState, LogLine
+from livelog.models import MAX_BATCH_LINES, BroadcasterState, LogLine
 
 log = TaggedLogger("livelog.broadcaster", "[HTTP_BROADCASTER]")
 
 BROADCAST_PATH = "/internal/broadcast"
 # answers that mean this batch will never be accepted: drop it (counted) rather than block the queue
 REJECTED_STATUSES = frozenset({400, 413, 422})
+
+
+# a batch's body stays under this (the Socket.IO server takes up to LIVELOG_MAX_BODY_BYTES, 2 MiB by default);
+# a line's JSON without its message is about LINE_BYTES
+BATCH_BYTES = 1024 * 1024
+LINE_BYTES = 120
 
 
 class ErrorKind(StrEnum):
@@ -103,7 +109,7 @@ class HttpBroadcaster:
         *,
         token: str | None = None,
         queue_size: int = 10_000,
-        batch_max: int = 200,
+        batch_max: int = MAX_BATCH_LINES,
         timeout: float = 5.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
@@ -205,10 +211,22 @@ class HttpBroadcaster:
                 self._drained.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            count = min(len(self._queue), self._batch_max)
-            self._inflight = [self._queue.popleft() for _ in range(count)]
+            self._inflight = self._take_batch()
             await self._deliver(self._inflight)
             self._inflight = []
+
+    def _take_batch(self) -> list[LogLine]:
+        """What has gathered, up to `batch_max` lines and about `BATCH_BYTES` of body: one line at a low rate,
+        big batches under load."""
+        batch: list[LogLine] = []
+        size = 0
+        while self._queue and len(batch) < self._batch_max:
+            # UTF-8: at most 4 bytes a character (and a malformed line must not stop the broadcaster)
+            size += LINE_BYTES + 4 * len(str(self._queue[0].get("message", "")))
+            if batch and size > BATCH_BYTES:
+                break
+            batch.append(self._queue.popleft())
+        return batch
 
     async def _deliver(self, batch: list[LogLine]) -> None:
         delay = self._backoff_initial

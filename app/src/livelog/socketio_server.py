@@ -37,6 +37,7 @@ from livelog.models import (
     Subscription,
 )
 from livelog.origin_policy import OriginPolicy
+from livelog.text_packet import FastJson, TextPacket
 from livelog.viewer import viewer_page
 from livelog.websocket_protocol import StallGuardedWebSockets
 
@@ -59,7 +60,9 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
         )
     )
     origins = _cors_origins(settings)
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins, client_manager=manager)
+    sio = socketio.AsyncServer(
+        async_mode="asgi", cors_allowed_origins=origins, client_manager=manager, serializer=TextPacket, json=FastJson
+    )
     metrics = ServiceMetrics(lambda: _metrics(hub, edge, origins))
     lag = metrics.histogram("emit_lag_seconds", "From a line's timestamp (logged) to its emit here, per batch's oldest")
     hub = LogHub(

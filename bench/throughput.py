@@ -1,0 +1,168 @@
+"""Throughput end to end, against two baselines measured in the same run, on loopback.
+
+- livelog: a `chatter` run with no pause between lines, through the API's RunLogger, store and broadcaster, the
+  Socket.IO server's hub, to one real python-socketio client subscribed for `logs` batches (and, second case,
+  for one `log` event per line);
+- the ceiling: bench/emit_server.py, a bare python-socketio server emitting the same batches of 200 in-process;
+- the seed's broadcaster style: a new httpx client per line, awaited, posting each line to the Socket.IO server.
+
+Lines/s are counted at the client, from the request that starts the run to the last line; each figure is the
+median of `--rounds`. Prints livelog/ceiling and livelog/seed; writes bench/results/throughput.json. Asserts
+nothing. The seed-style baseline is bounded to `--seed-lines` lines (it is slow).
+
+    python bench/throughput.py [--lines 20000] [--rounds 3] [--seed-lines 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import socketio
+
+from livelog.models import Event
+from livelog.testing import Service, free_port, service_env, start_services
+
+RESULTS = Path(__file__).parent / "results"
+
+
+async def count_at_client(
+    url: str, total: int, start: Callable[[socketio.AsyncClient], Awaitable[None]], subscribe: dict[str, object] | None
+) -> float:
+    """Lines/s at one client, from `start` until `total` lines have arrived."""
+    client = socketio.AsyncClient()
+    received = 0
+    done = asyncio.Event()
+
+    def record(count: int) -> None:
+        nonlocal received
+        received += count
+        if received >= total:
+            done.set()
+
+    client.on(Event.LINE, lambda _line: record(1))
+    client.on(Event.BATCH, lambda lines: record(len(lines)))
+    await client.connect(url)
+    if subscribe is not None:
+        await client.call("subscribe", subscribe)
+    started = time.perf_counter()
+    await start(client)
+    try:
+        await asyncio.wait_for(done.wait(), timeout=60)
+    except TimeoutError:
+        raise RuntimeError(f"{received} of {total} lines arrived at {url} within 60 s") from None
+    elapsed = time.perf_counter() - started
+    await client.disconnect()
+    return total / elapsed
+
+
+async def livelog_rate(sio: Service, api: Service, lines: int, batch: bool) -> float:
+    run_id = f"bench-{time.monotonic_ns()}"
+
+    async def start(_client: socketio.AsyncClient) -> None:
+        async with httpx.AsyncClient() as http:
+            body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 0}
+            (await http.post(f"{api.url}/api/runs", json=body)).raise_for_status()
+
+    subscribe = {"run_id": run_id, "after_seq": 0, "batch": batch}
+    return await count_at_client(sio.url, lines + 2, start, subscribe)  # chatter adds two lines of its own
+
+
+async def ceiling_rate(url: str, lines: int) -> float:
+    async def start(client: socketio.AsyncClient) -> None:
+        await client.emit("go", lines)
+
+    return await count_at_client(url, lines, start, None)
+
+
+async def seed_style_rate(sio: Service, lines: int) -> float:
+    run_id = f"seed-{time.monotonic_ns()}"
+
+    async def start(_client: socketio.AsyncClient) -> None:
+        for seq in range(1, lines + 1):
+            line = {"run_id": run_id, "seq": seq, "ts": time.time(), "level": "INFO", "message": f"line {seq}"}
+            async with httpx.AsyncClient() as http:  # a new client per line, as the seed's broadcaster did
+                await http.post(f"{sio.url}/internal/broadcast", json={"lines": [line]})
+
+    return await count_at_client(sio.url, lines, start, {"run_id": run_id, "after_seq": 0, "batch": True})
+
+
+async def median_of(rounds: int, measure: Callable[[], Awaitable[float]]) -> float:
+    return statistics.median([await measure() for _ in range(rounds)])
+
+
+async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        sio_port, api_port, ceiling_port = free_port(), free_port(), free_port()
+        sio = Service(
+            "socketio", sio_port, workdir, service_env(SOCKETIO_PORT=sio_port, LIVELOG_DATA_DIR=workdir / "s")
+        )
+        # a flat-out run logs faster than any network: the queue holds a whole run, so nothing is dropped (checked)
+        api_env = service_env(
+            SOCKETIO_PORT=sio_port, REST_API_PORT=api_port, LIVELOG_DATA_DIR=workdir / "a", LIVELOG_QUEUE_SIZE=lines * 2
+        )
+        api = Service("api", api_port, workdir, api_env)
+        start_services(sio, api)
+        ceiling = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).parent / "emit_server.py"), str(ceiling_port)
+        )
+        ceiling_url = f"http://127.0.0.1:{ceiling_port}"
+        try:
+            for _ in range(100):
+                try:
+                    httpx.get(f"{ceiling_url}/socket.io/?EIO=4&transport=polling", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+            figures = {
+                "ceiling (in-process emit, batches of 200)": await median_of(
+                    rounds, lambda: ceiling_rate(ceiling_url, lines)
+                ),
+                "livelog, `logs` batches, 1 client": await median_of(
+                    rounds, lambda: livelog_rate(sio, api, lines, True)
+                ),
+                "livelog, one `log` event per line, 1 client": await median_of(
+                    rounds, lambda: livelog_rate(sio, api, lines, False)
+                ),
+                "seed style (new httpx client per line)": await median_of(
+                    rounds, lambda: seed_style_rate(sio, seed_lines)
+                ),
+            }
+            dropped = api.health()["broadcaster"]["dropped"]
+        finally:
+            ceiling.terminate()
+            await ceiling.wait()
+            for service in (api, sio):
+                service.stop()
+    print(f"{'throughput, lines/s at the client (median of ' + str(rounds) + ')':55} {'lines/s':>10}")
+    for name, rate in figures.items():
+        print(f"{name:55} {rate:>10.0f}")
+    print(f"lines the broadcaster dropped: {dropped}")
+    livelog = figures["livelog, `logs` batches, 1 client"]
+    print(f"livelog/ceiling {livelog / figures['ceiling (in-process emit, batches of 200)']:.2f} (target >= 0.5)")
+    print(f"livelog/seed style {livelog / figures['seed style (new httpx client per line)']:.0f} (target >= 2000)")
+    return figures
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed-lines", type=int, default=300)
+    args = parser.parse_args()
+    results = asyncio.run(main(args.lines, args.rounds, args.seed_lines))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "throughput.json").write_text(
+        json.dumps({"lines": args.lines, "rounds": args.rounds, **results}, indent=2)
+    )
