@@ -107,15 +107,24 @@ async def test_rate_limit_logs_again_after_the_interval(warnings: Callable[[], l
     assert "similar messages suppressed" in warnings()[1]
 
 
-async def test_broadcast_never_waits_while_the_server_is_down(silent_port: int) -> None:
-    """The sender is stuck on a server that never answers; broadcast() still returns at once and drops oldest."""
+async def test_broadcast_never_waits_while_the_server_is_down(
+    silent_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sender is stuck on a server that never answers; broadcast() still returns at once, drops the oldest,
+    and says so once per log interval, not once per line."""
     assert not inspect.iscoroutinefunction(HttpBroadcaster.broadcast)
     broadcaster = HttpBroadcaster(f"http://127.0.0.1:{silent_port}", queue_size=100, batch_max=10, timeout=60)
     await broadcaster.start()
     broadcaster.broadcast(make_lines("r1", 1, 1)[0])
     await eventually(lambda: broadcaster.queued == 1 and not broadcaster.waiting, what="first batch in flight")
-    for line in make_lines("r1", 2, 5001):
-        assert broadcaster.broadcast(line) is None
+    with caplog.at_level(logging.WARNING, logger="livelog.broadcaster"):
+        for line in make_lines("r1", 2, 5001):
+            assert broadcaster.broadcast(line) is None
+    full = [record.getMessage() for record in caplog.records if "Queue full" in record.getMessage()]
+    assert full == [
+        "[HTTP_BROADCASTER] Queue full (100 lines, LIVELOG_QUEUE_SIZE): dropped the oldest 1 line(s) since the last "
+        "such message, 1 in all; they are in the API's store, where viewers following the delivery rule fetch them"
+    ]
     assert broadcaster.queued == 101, "100 queued + the one in flight"
     assert broadcaster.dropped == 4900
     assert [line["seq"] for line in broadcaster.waiting][:2] == [4902, 4903], "the oldest went first"

@@ -134,6 +134,8 @@ class HttpBroadcaster:
         self.dropped = 0
         self.failures = 0
         self.failures_by_kind: Counter[ErrorKind] = Counter()
+        self._dropped_unlogged = 0
+        self._next_drop_log = 0.0
         self.failing = False
         self.last_failure: BroadcastError | None = None
 
@@ -151,10 +153,25 @@ class HttpBroadcaster:
         """Queue one line for the Socket.IO server. Never blocks, never raises."""
         if len(self._queue) >= self._queue_size:
             self._queue.popleft()
-            self.dropped += 1
+            self._note_drop()
         self._queue.append(line)
         self._drained.clear()
         self._wakeup.set()
+
+    def _note_drop(self) -> None:
+        self.dropped += 1
+        self._dropped_unlogged += 1
+        now = time.monotonic()
+        if now >= self._next_drop_log:
+            log.warning(
+                "Queue full (%d lines, LIVELOG_QUEUE_SIZE): dropped the oldest %d line(s) since the last such message, "
+                "%d in all; they are in the API's store, where viewers following the delivery rule fetch them",
+                self._queue_size,
+                self._dropped_unlogged,
+                self.dropped,
+            )
+            self._dropped_unlogged = 0
+            self._next_drop_log = now + self._errors.interval
 
     @property
     def queued(self) -> int:
