@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -53,10 +53,7 @@ def create_api(settings: Settings) -> FastAPI:
     app = FastAPI(title="livelog REST API", lifespan=lifespan)
     metrics = ServiceMetrics(lambda: _metrics(app.state.livelog))
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_page() -> Response:
-        """Prometheus metrics; not proxied by nginx."""
-        return metrics.response()
+    metrics.mount(app)
 
     if settings.cors_origins:
         # a frontend on another origin sends a viewer token (or a key) in Authorization

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 import httpx
 
-from livelog.logs import TaggedLogger
+from livelog.logs import TaggedLogger, Tally
 from livelog.models import MAX_BATCH_LINES, BroadcasterState, LogLine
 
 log = TaggedLogger("livelog.broadcaster", "[HTTP_BROADCASTER]")
@@ -134,8 +134,7 @@ class HttpBroadcaster:
         self.dropped = 0
         self.failures = 0
         self.failures_by_kind: Counter[ErrorKind] = Counter()
-        self._dropped_unlogged = 0
-        self._next_drop_log = 0.0
+        self._queue_drops = Tally(log_interval)
         self.failing = False
         self.last_failure: BroadcastError | None = None
 
@@ -160,18 +159,14 @@ class HttpBroadcaster:
 
     def _note_drop(self) -> None:
         self.dropped += 1
-        self._dropped_unlogged += 1
-        now = time.monotonic()
-        if now >= self._next_drop_log:
+        if since := self._queue_drops.add():
             log.warning(
                 "Queue full (%d lines, LIVELOG_QUEUE_SIZE): dropped the oldest %d line(s) since the last such message, "
                 "%d in all; they are in the API's store, where viewers following the delivery rule fetch them",
                 self._queue_size,
-                self._dropped_unlogged,
+                since,
                 self.dropped,
             )
-            self._dropped_unlogged = 0
-            self._next_drop_log = now + self._errors.interval
 
     @property
     def queued(self) -> int:

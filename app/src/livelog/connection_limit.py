@@ -4,16 +4,12 @@ clear 503 and not a server out of file descriptors: routes outside the path, `/h
 from __future__ import annotations
 
 import json
-import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from livelog.logs import TaggedLogger
+from livelog.logs import TaggedLogger, Tally
 
 log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
-
-# at most one log line per this many seconds about refused connections, however many there are
-LOG_EVERY_S = 10.0
 
 
 class ConnectionLimit:
@@ -24,9 +20,11 @@ class ConnectionLimit:
         self.max_open = max_open
         self.path = path
         self.open = 0
-        self.refused = 0
-        self._refused_unlogged = 0
-        self._next_log = 0.0
+        self._refusals = Tally()  # logged at most every 10 s, however many there are
+
+    @property
+    def refused(self) -> int:
+        return self._refusals.total
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(self.path):
@@ -43,19 +41,14 @@ class ConnectionLimit:
             self.open -= 1
 
     def _note_refusal(self) -> None:
-        self.refused += 1
-        self._refused_unlogged += 1
-        now = time.monotonic()
-        if now >= self._next_log:
+        if since := self._refusals.add():
             log.warning(
                 "Refused %d connection(s) since the last such message: %d open, the most allowed "
                 "(LIVELOG_MAX_CONNECTIONS); %d refused in all",
-                self._refused_unlogged,
+                since,
                 self.open,
                 self.refused,
             )
-            self._refused_unlogged = 0
-            self._next_log = now + LOG_EVERY_S
 
 
 async def _refuse(scope: Scope, send: Send, detail: str) -> None:

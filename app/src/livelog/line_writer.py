@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 from livelog import sqlite
-from livelog.logs import TaggedLogger
+from livelog.logs import TaggedLogger, Tally
 from livelog.models import LogLine
 
 log = TaggedLogger("livelog.store", "[EXECUTOR]")
 
 MAX_PENDING = 100_000
-# at most one log line per this many seconds about lines left out of the store
-LOG_EVERY_S = 10.0
 
 
 class LineWriter:
@@ -32,14 +29,14 @@ class LineWriter:
         self.appended = 0  # lines handed to append, kept or not
         self.written = 0  # lines committed
         self.batches = 0
-        self.dropped = 0  # lines left out of the store: too many waiting, or a failed commit
+        # lines left out of the store (too many waiting, or a failed commit), logged at most every 10 s
+        self._drops = Tally()
         self._db = sqlite.connect(path, check_same_thread=False)  # used by one writer thread at a time
         self._pending: list[LogLine] = []
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
         self._handled = 0  # lines appended and since written or dropped
         self._task: asyncio.Task[None] | None = None
-        self._next_log = 0.0
 
     @property
     def pending(self) -> int:
@@ -98,9 +95,10 @@ class LineWriter:
             self._db.executemany(sqlite.INSERT_LINE, [sqlite.to_row(line) for line in batch])
             self._db.executemany("UPDATE runs SET lines = ? WHERE run_id = ?", [(s, r) for r, s in last_seq.items()])
 
+    @property
+    def dropped(self) -> int:
+        return self._drops.total
+
     def _drop(self, count: int, why: str) -> None:
-        self.dropped += count
-        now = time.monotonic()
-        if now >= self._next_log:
-            log.warning("Left %d line(s) out of the run store (%d in all): %s", count, self.dropped, why)
-            self._next_log = now + LOG_EVERY_S
+        if since := self._drops.add(count):
+            log.warning("Left %d line(s) out of the run store (%d in all): %s", since, self.dropped, why)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,6 +22,27 @@ class TaggedLogger(logging.LoggerAdapter[logging.Logger]):
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         return f"{self.tag} {msg}", kwargs
+
+
+class Tally:
+    """Counts something that keeps happening (a refusal, a drop) and says when to log it: at the first, then at most
+    once per `interval` seconds, however often it happens. `add` returns how many happened since the last time it
+    said so (to put in that log line), or 0 when it is not time yet; `total` counts them all."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.total = 0
+        self._unlogged = 0
+        self._next = 0.0
+
+    def add(self, count: int = 1) -> int:
+        self.total += count
+        self._unlogged += count
+        now = time.monotonic()
+        if now < self._next:
+            return 0
+        since, self._unlogged, self._next = self._unlogged, 0, now + self.interval
+        return since
 
 
 # uvicorn's records of each WebSocket opening, closing or being refused: ten thousand viewers would be tens of

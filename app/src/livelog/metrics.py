@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -57,8 +58,13 @@ class ServiceMetrics:
     def histogram(self, name: str, documentation: str) -> Histogram:
         return Histogram(f"livelog_{name}", documentation, buckets=BUCKETS, registry=self.registry)
 
-    def response(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+    def mount(self, app: FastAPI) -> None:
+        """Serve them on `app` as GET /metrics (left out of the OpenAPI; nginx does not proxy it)."""
+
+        async def metrics() -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        app.add_api_route("/metrics", metrics, include_in_schema=False)
 
 
 class RequestTimer:

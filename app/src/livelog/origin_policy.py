@@ -7,15 +7,12 @@ frontend is refused reads which origin was refused and what to set, instead of a
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from livelog.logs import TaggedLogger
+from livelog.logs import TaggedLogger, Tally
 
 log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 
-# at most one log line per this many seconds about refused origins, however many there are
-LOG_EVERY_S = 10.0
 # where a request's decision is kept, in its WSGI-style environ
 DECIDED = "livelog.origin_allowed"
 
@@ -26,9 +23,11 @@ class OriginPolicy:
 
     def __init__(self, allowed: list[str]) -> None:
         self.allowed = list(allowed)
-        self.refused = 0
-        self._refused_unlogged = 0
-        self._next_log = 0.0
+        self._refusals = Tally()  # logged at most every 10 s, however many there are
+
+    @property
+    def refused(self) -> int:
+        return self._refusals.total
 
     def __call__(self, origin: str | None, environ: dict[str, Any]) -> bool:
         if not origin:  # not a web page (a CLI, a server): python-engineio checks only requests with an Origin
@@ -43,20 +42,14 @@ class OriginPolicy:
         return allowed
 
     def _note_refusal(self, origin: str) -> None:
-        self.refused += 1
-        self._refused_unlogged += 1
-        now = time.monotonic()
-        if now < self._next_log:
-            return
-        log.warning(
-            "Refused a connection from origin %s: not this server's own origin%s; add it to LIVELOG_CORS_ORIGINS "
-            "(role: livelog_cors_origins) to allow that page (%d refusal(s) since the last such message)",
-            origin[:200],
-            f" nor in LIVELOG_CORS_ORIGINS ({', '.join(self.allowed)})" if self.allowed else "",
-            self._refused_unlogged,
-        )
-        self._refused_unlogged = 0
-        self._next_log = now + LOG_EVERY_S
+        if since := self._refusals.add():
+            log.warning(
+                "Refused a connection from origin %s: not this server's own origin%s; add it to LIVELOG_CORS_ORIGINS "
+                "(role: livelog_cors_origins) to allow that page (%d refusal(s) since the last such message)",
+                origin[:200],
+                f" nor in LIVELOG_CORS_ORIGINS ({', '.join(self.allowed)})" if self.allowed else "",
+                since,
+            )
 
 
 def _own_origins(environ: dict[str, Any]) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import socketio
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 from prometheus_client.metrics_core import Metric
 from pydantic import ValidationError
 
@@ -115,10 +115,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
             lines=LineCounts(received=hub.lines_received, emitted=hub.lines_emitted),
         )
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_page() -> Response:
-        """Prometheus metrics; not proxied by nginx."""
-        return metrics.response()
+    metrics.mount(app)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
