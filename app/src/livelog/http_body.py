@@ -68,8 +68,8 @@ def json_body(model: type[ModelT]) -> Callable[[Request], Awaitable[ModelT]]:
 
 
 def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` describing a `json_body(model)` request body, its `$defs` inlined (the operation's schema
-    cannot point into the document's root)."""
+    """`openapi_extra` describing a `json_body(model)` request body and its 422, the body's `$defs` inlined (the
+    operation's schema cannot point into the document's root)."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
@@ -83,4 +83,22 @@ def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
             return [inline(item) for item in node]
         return node
 
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+    invalid = {
+        "type": "object",
+        "properties": {
+            "detail": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"type": {"type": "string"}, "loc": {"type": "array"}, "msg": {"type": "string"}},
+                    "required": ["type", "loc", "msg"],
+                },
+            }
+        },
+        "required": ["detail"],
+    }
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}},
+        # what FastAPI documents for a body it validates itself, in the shape http_errors.invalid_request answers
+        "responses": {"422": {"description": "Validation Error", "content": {"application/json": {"schema": invalid}}}},
+    }
