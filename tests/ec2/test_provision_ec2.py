@@ -317,6 +317,12 @@ def test_layout_opens_only_its_ports(moto: str, ec2: Any, ssh_key: Path, tmp_pat
         }
         assert ingress(groups["llone-web"]) == {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0")}
         assert ec2.describe_addresses(Filters=tagged("llone"))["Addresses"] == []  # no Elastic IP unless asked
+        if layout == "single":
+            # another layout over a running deployment is refused before anything is launched
+            changed = playbook("provision-ec2.yml", {**extra, "livelog_ec2_layout": "split"}, tmp_path)
+            assert changed.returncode != 0
+            assert "livelog_ec2_layout: deployment llone already runs ['llone-1']" in output(changed)
+            assert {tags(i)["Name"] for i in live_instances(ec2, "llone")} == names
     finally:
         succeeded(playbook("teardown-ec2.yml", extra, tmp_path))
     assert live_instances(ec2, "llone") == []
