@@ -296,17 +296,21 @@ def test_cluster_provision_is_idempotent_and_teardown_removes_only_its_own(moto:
 
 
 @pytest.mark.parametrize(
-    ("layout", "names", "private_ports"),
-    [("single", {"llone-1"}, set()), ("split", {"llone-api", "llone-edge"}, {7000, 8000})],
+    ("layout", "names", "private_ports", "own_subnet"),
+    [("single", {"llone-1"}, set(), False), ("split", {"llone-api", "llone-edge"}, {7000, 8000}, True)],
 )
 def test_layout_opens_only_its_ports(moto: str, ec2: Any, ssh_key: Path, tmp_path: Path, layout: str,
-                                     names: set[str], private_ports: set[int]) -> None:
+                                     names: set[str], private_ports: set[int], own_subnet: bool) -> None:
     extra = {
         "livelog_ec2_region": REGION, "livelog_ec2_endpoint_url": moto, "livelog_ec2_deployment": "llone",
         "livelog_ec2_layout": layout, "livelog_ec2_admin_cidr": ADMIN_CIDR,
         "livelog_ec2_public_key_file": str(ssh_key), "livelog_ec2_wait_for_ssh": False,
         "livelog_ec2_inventory_file": str(tmp_path / "llone.ini"),
     }
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    if own_subnet:  # a VPC and subnet of the operator's, not the default ones
+        vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+        extra["livelog_ec2_subnet_id"] = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
     try:
         succeeded(playbook("provision-ec2.yml", extra, tmp_path))
         assert {tags(i)["Name"] for i in live_instances(ec2, "llone")} == names
@@ -317,6 +321,9 @@ def test_layout_opens_only_its_ports(moto: str, ec2: Any, ssh_key: Path, tmp_pat
         }
         assert ingress(groups["llone-web"]) == {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0")}
         assert ec2.describe_addresses(Filters=tagged("llone"))["Addresses"] == []  # no Elastic IP unless asked
+        assert {g["VpcId"] for g in groups.values()} == {vpc}
+        if own_subnet:
+            assert {i["SubnetId"] for i in live_instances(ec2, "llone")} == {extra["livelog_ec2_subnet_id"]}
         if layout == "single":
             # another layout over a running deployment is refused before anything is launched
             changed = playbook("provision-ec2.yml", {**extra, "livelog_ec2_layout": "split"}, tmp_path)
