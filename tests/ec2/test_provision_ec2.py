@@ -7,6 +7,7 @@ same server. What cannot be tested here: a real boot on AWS (cloud-init, SSH), s
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -225,6 +227,7 @@ def test_cluster_provision_is_idempotent_and_teardown_removes_only_its_own(moto:
         assert instance["KeyName"] == "lltest"
         assert instance["MetadataOptions"]["HttpTokens"] == "required"
         assert instance["MetadataOptions"]["HttpEndpoint"] == "enabled"
+        assert instance["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
         attached = {g["GroupId"] for g in instance["SecurityGroups"]}
         assert attached == ({hosts_id, web_id} if name == "lltest-lb" else {hosts_id}), name
         root = [m for m in instance["BlockDeviceMappings"] if m["DeviceName"] == instance["RootDeviceName"]]
@@ -232,6 +235,12 @@ def test_cluster_provision_is_idempotent_and_teardown_removes_only_its_own(moto:
         volume = ec2.describe_volumes(VolumeIds=[root[0]["Ebs"]["VolumeId"]])["Volumes"][0]
         assert volume["Encrypted"] is True
         assert volume["Size"] == 10
+        assert volume["VolumeType"] == "gp3"
+        user_data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+        cloud_config = base64.b64decode(user_data["UserData"]["Value"]).decode()
+        assert cloud_config.startswith("#cloud-config\n")
+        config = yaml.safe_load(cloud_config)
+        assert config["hostname"] == name and "python3" in config["packages"] and config["ssh_pwauth"] is False
 
     # --- the security groups: exactly these rules, nothing else open --------------------------------------------
     assert ingress(groups["lltest-hosts"]) == {
