@@ -339,6 +339,8 @@ def test_layout_opens_only_its_ports(moto: str, ec2: Any, ssh_key: Path, tmp_pat
             assert changed.returncode != 0
             assert "livelog_ec2_layout: deployment llone already runs ['llone-1']" in output(changed)
             assert {tags(i)["Name"] for i in live_instances(ec2, "llone")} == names
+            refetched = ec2.describe_security_groups(GroupIds=[hosts_id])["SecurityGroups"][0]
+            assert ingress(refetched) == {("tcp", 22, 22, ADMIN_CIDR)}  # no split ports opened either
     finally:
         succeeded(playbook("teardown-ec2.yml", extra, tmp_path))
     assert live_instances(ec2, "llone") == []
