@@ -5,13 +5,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help run bootstrap image deploy-local test lint docs lock pytest fuzz molecule bench clean
+.PHONY: help run bootstrap image deploy-local ec2 ec2-teardown test lint docs lock pytest ec2-test fuzz molecule bench clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
 	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs) + backend tests + API fuzzing + every molecule scenario, two lanes at once (what CI runs)"
 	@echo "make run           the backend alone, no containers: Socket.IO on :7000, API on :8000 (Ctrl-C stops)"
-	@echo "make lint | docs | lock | pytest | fuzz | molecule | bench | clean"
+	@echo "make ec2 EC2_REGION=.. EC2_ADMIN_CIDR=../32 EC2_PUBLIC_KEY=~/.ssh/id.pub [AWS_PROFILE=..]  a real AWS account (billed): provision, deploy, smoke"
+	@echo "make ec2-teardown EC2_REGION=..  remove everything make ec2 created (found by its tags)"
+	@echo "make ec2-test      provision -> re-run (changed=0) -> teardown on EC2, against moto on loopback (no AWS account)"
+	@echo "make lint | docs | lock | pytest | ec2-test | fuzz | molecule | bench | clean"
 
 # The backend alone: a venv with just the app (no Ansible, no podman), then both services in this terminal.
 run:
@@ -26,7 +29,21 @@ image: bootstrap
 deploy-local: bootstrap image
 	scripts/deploy-local.sh
 
-test: bootstrap image lint pytest fuzz molecule
+# EC2 from nothing, on a real AWS account (it costs money while it runs): provision, deploy onto the inventory
+# provisioning wrote, prove it. More variables: EC2_ARGS='-e livelog_ec2_layout=split ...' (roles/livelog_ec2).
+EC2_DEPLOYMENT ?= livelog
+EC2_INVENTORY = .local/ec2/$(EC2_DEPLOYMENT).ini
+EC2_VARS = -e livelog_ec2_region=$(EC2_REGION) -e livelog_ec2_deployment=$(EC2_DEPLOYMENT) $(EC2_ARGS)
+ec2: bootstrap
+	ansible-playbook playbooks/provision-ec2.yml $(EC2_VARS) \
+	  -e livelog_ec2_admin_cidr=$(EC2_ADMIN_CIDR) -e livelog_ec2_public_key_file=$(EC2_PUBLIC_KEY)
+	ansible-playbook deploy.yml -i $(EC2_INVENTORY)
+	ansible-playbook playbooks/smoke.yml -i $(EC2_INVENTORY)
+
+ec2-teardown: bootstrap
+	ansible-playbook playbooks/teardown-ec2.yml $(EC2_VARS)
+
+test: bootstrap image lint pytest ec2-test fuzz molecule
 
 lint:
 	ansible-lint
@@ -46,6 +63,11 @@ docs:
 
 pytest:
 	@if [ -d app/tests ]; then pytest app/tests; else echo "pytest: app/tests does not exist yet, nothing to run"; fi
+
+# playbooks/provision-ec2.yml and teardown-ec2.yml with the real amazon.aws modules against moto_server on a
+# free loopback port: no AWS account, nothing leaves the machine
+ec2-test:
+	pytest -p no:asyncio tests/ec2
 
 # Schemathesis from both services' own OpenAPI: bounded, seeded; fails on any 5xx or schema violation
 fuzz:

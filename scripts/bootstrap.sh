@@ -23,6 +23,9 @@ PIP_PINS=(
   'pip-tools==7.6.2'  # make lock: app/requirements.lock, with hashes
   'matplotlib==3.11.2'  # make bench: the chart of its figures
   'py-spy==0.4.3'  # make bench's profiles: where the time goes, from outside the process
+  'boto3==1.44.8'  # amazon.aws modules (provision-ec2.yml) need boto3 and botocore on the controller
+  'botocore==1.44.8'
+  'moto[server]==5.2.5'  # make ec2-test: an AWS API emulator (moto_server) the EC2 playbooks run against
 )
 APT_PKGS=(podman runc crun conmon netavark aardvark-dns catatonit iptables uidmap
           debootstrap ca-certificates curl python3-venv python3-pip make git
