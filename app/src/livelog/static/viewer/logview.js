@@ -97,7 +97,7 @@ export class LogView {
       if (!everything && this.shows(line)) this.view.push(i);
       if (this.isMatch(line)) this.matches.push(i);
     });
-    this.current = this.matches.length ? Math.min(Math.max(this.current, 0), this.matches.length - 1) : -1;
+    this.current = this.matches.length ? Math.min(this.current, this.matches.length - 1) : -1;
     this.onMatches(this.current, this.matches.length);
     this.version++;
     this.schedule();

@@ -308,6 +308,7 @@ window.livelog = {
   state: () => ({
     run: open ? open.runId : null,
     lines: open ? open.view.lines.length : 0,
+    shown: open ? open.view.count : 0,
     last: open ? open.stream.last : 0,
     follow: open ? open.view.follow : null,
     rows: el.rows.children.length,
