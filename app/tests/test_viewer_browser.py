@@ -171,6 +171,18 @@ def test_search_finds_a_line_that_is_not_rendered_and_filters(page: Page, server
     page.get_by_label("Only matching lines").uncheck()
     page.wait_for_function("() => window.livelog.state().shown === 3002")
 
+    # another run, chosen in the list, takes the log's place whole: none of the first run's rows stay
+    finished(api, "switched-to", workflow="chatter", lines=5, interval_ms=0)
+    page.get_by_role("list").get_by_role("link", name=re.compile("switched-to")).click()
+    page.get_by_label("Search").fill("")
+    loaded(page)
+    expect(page.locator("#log-rows .row")).to_have_count(7)
+    expect(page.locator("#log-rows .row").last).to_contain_text("chatter line 5/5")
+    cdp = page.context.new_cdp_session(page)
+    log = cdp.send("Runtime.evaluate", {"expression": "document.getElementById('log')"})["result"]["objectId"]
+    listeners = cdp.send("DOMDebugger.getEventListeners", {"objectId": log})["listeners"]
+    assert [listener["type"] for listener in listeners].count("scroll") == 1, "the first run's view let go of the log"
+
 
 def test_pause_stops_auto_scroll_and_new_lines_returns_to_live(page: Page, servers: tuple[Service, Service]) -> None:
     sio, api = servers

@@ -38,8 +38,18 @@ export class LogView {
     this.drawn = {first: -1, last: -1, version: -1};
     this.version = 0;
     this.painted = false;
-    scroller.addEventListener("scroll", () => this.scrolled(), {passive: true});
-    new ResizeObserver(() => this.schedule()).observe(scroller);
+    this.onScroll = () => this.scrolled();
+    scroller.addEventListener("scroll", this.onScroll, {passive: true});
+    this.resized = new ResizeObserver(() => this.schedule());
+    this.resized.observe(scroller);
+  }
+
+  // another run opens in the same elements: this view lets go of them
+  destroy() {
+    this.destroyed = true;
+    cancelAnimationFrame(this.frame);
+    this.scroller.removeEventListener("scroll", this.onScroll);
+    this.resized.disconnect();
   }
 
   // -- data ------------------------------------------------------------------------------------------------------
@@ -50,7 +60,7 @@ export class LogView {
   }
 
   schedule() {
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+    if (!this.frame && !this.destroyed) this.frame = requestAnimationFrame(() => this.flush());
   }
 
   flush() {

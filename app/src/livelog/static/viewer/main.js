@@ -164,12 +164,16 @@ async function openRun(runId, line) {
     if (line) open.view.goToSeq(line);
     return;
   }
-  if (open) open.stream.close();
+  if (open) {
+    open.stream.close();
+    open.view.destroy();
+  }
   el.run.hidden = false;
   el.title.textContent = runId;
   el.meta.textContent = "";
   notice("");
   el.rows.replaceChildren();
+  delete el.log.dataset.loaded;
   const view = new LogView({
     scroller: el.log, space: el.space, rows: el.rows, runId, started: 0,
     onFollow: (follow) => el.follow.setAttribute("aria-pressed", String(follow)),
@@ -297,6 +301,7 @@ el.ask.addEventListener("submit", (event) => {
   if (open) {
     const runId = open.runId;
     open.stream.close();
+    open.view.destroy();
     open = null;
     openRun(runId, 0);
   }
