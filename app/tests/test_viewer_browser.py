@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from livelog.testing import Service
 
 KEY, SECRET = "viewer-test-key-0123", "viewer-test-secret-0123456789abcdef-0123456789"
+SETTINGS = {"LIVELOG_API_KEYS": KEY, "LIVELOG_VIEWER_TOKEN_SECRET": SECRET, "LIVELOG_QUEUE_SIZE": 200_000}
 AUTH = {"Authorization": f"Bearer {KEY}"}
 WAIT_MS = 60_000  # a bound for a failing test on a loaded machine, not a performance claim
 SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -31,7 +33,7 @@ expect.set_options(timeout=WAIT_MS)
 
 @pytest.fixture(scope="module")
 def servers(module_services: Services) -> tuple[Service, Service]:
-    return module_services.pair(LIVELOG_API_KEYS=KEY, LIVELOG_VIEWER_TOKEN_SECRET=SECRET, LIVELOG_QUEUE_SIZE=200_000)
+    return module_services.pair(**SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +44,27 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, servers: tuple[Service, Service]) -> Iterator[Page]:
+def viewer_page(browser: Browser, api: Service) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
-    same_origin_api(context, servers[1].url)
+    same_origin_api(context, api.url)
+    # the main thread's long tasks (50 ms and more), for the figures of a fast run
+    context.add_init_script(
+        "window.longTasks = []; new PerformanceObserver((list) => list.getEntries()"
+        ".forEach((task) => window.longTasks.push(task.duration))).observe({type: 'longtask', buffered: true});"
+    )
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
+    context.unroute_all(behavior="ignoreErrors")  # the run list's poll may be in flight
     context.close()
     assert errors == [], f"the page threw: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser, servers: tuple[Service, Service]) -> Iterator[Page]:
+    yield from viewer_page(browser, servers[1])
 
 
 def start(api: Service, run_id: str, **body: Any) -> None:
@@ -73,12 +85,14 @@ def finished(api: Service, run_id: str, **body: Any) -> None:
 
 
 def stored(api: Service, run_id: str) -> list[dict[str, Any]]:
+    """What the API has stored of the run, up to the first short page (a live run is read up to where it is)."""
     lines: list[dict[str, Any]] = []
-    while page := httpx.get(
-        f"{api.url}/api/runs/{run_id}/logs", params={"after_seq": len(lines), "limit": 10_000}, headers=AUTH
-    ).json():
+    while True:
+        params = {"after_seq": len(lines), "limit": 10_000}
+        page = httpx.get(f"{api.url}/api/runs/{run_id}/logs", params=params, headers=AUTH).json()
         lines += page
-    return lines
+        if len(page) < 10_000:
+            return lines
 
 
 def token(api: Service, runs: list[str]) -> str:
@@ -294,3 +308,57 @@ def test_a_100k_line_run_opens_and_scrolls_with_few_rows(
     figures.update(rows=rows, heap_mb=round(metrics["JSHeapUsedSize"] / 2**20, 1), dom_nodes=metrics["Nodes"])
     record_property("viewer_100k", figures)
     print(f"\nviewer, 100,002-line run: {json.dumps(figures)}")
+
+
+def test_a_fast_run_streams_whole_and_the_tab_answers(
+    page: Page, servers: tuple[Service, Service], record_property: Any
+) -> None:
+    """A run at a few thousand lines a second for several seconds, followed live: every line, in order; how the tab
+    fared is printed (its long tasks, the round trip of clicks while the lines pour in), not asserted."""
+    sio, api = servers
+    start(api, "fast-live", workflow="chatter", lines=20_000, interval_ms=5, burst=20)
+    open_viewer(page, sio, api, "run=fast-live")
+    wait_last(page, 1000)
+    clicks = []
+    while status(api, "fast-live") == "running":
+        clicked = time.monotonic()
+        page.get_by_role("button", name="Wrap").click()  # waits until the page has handled it
+        clicks.append(time.monotonic() - clicked)
+    run = httpx.get(f"{api.url}/api/runs/fast-live", headers=AUTH).json()
+    wait_last(page, run["lines"])
+    assert page.evaluate("window.livelog.seqs()") == list(range(1, run["lines"] + 1))
+    long_tasks = page.evaluate("window.longTasks")
+    figures = {
+        "lines_per_s": round(run["lines"] / (run["finished"] - run["created"])),
+        "clicks_while_streaming": len(clicks),
+        "click_max_ms": round(max(clicks, default=0) * 1000),
+        "long_tasks": len(long_tasks),
+        "long_task_max_ms": round(max(long_tasks, default=0)),
+    }
+    record_property("viewer_fast_run", figures)
+    print(f"\nviewer, 20,002 lines live in bursts of 20 every 5 ms: {json.dumps(figures)}")
+
+
+def test_a_reconnect_resumes_from_the_last_seq(browser: Browser, services: Services) -> None:
+    sio, api = services.pair(**SETTINGS)
+    page = next(pages := viewer_page(browser, api))
+    start(api, "resume", workflow="chatter", lines=5000, interval_ms=10)
+    open_viewer(page, sio, api, "run=resume")
+    wait_last(page, 50)
+    connection = page.locator("#connection")
+    sio.stop(signal.SIGKILL)
+    expect(connection).to_have_text(re.compile("^reconnecting…"))
+    seen = state(page)["last"]
+    deadline = time.monotonic() + 60
+    while len(stored(api, "resume")) < seen + 100:  # lines the page has to catch up on
+        assert time.monotonic() < deadline, "the run went on while the Socket.IO server was down"
+        time.sleep(0.1)
+    sio.start()
+    expect(connection).to_have_text(re.compile(r"^resumed, \+\d+ lines?$"))
+    assert int(connection.inner_text().split("+")[1].split()[0]) >= 100
+    lines = stored(api, "resume")  # the run goes on: what is stored by now, the page has too, and then more
+    wait_last(page, len(lines) + 50)
+    seqs = page.evaluate("window.livelog.seqs()")
+    assert seqs == list(range(1, len(seqs) + 1)), "no gap, no duplicate"
+    assert seqs[: len(lines)] == [line["seq"] for line in lines]
+    next(pages, None)  # closes the context, checks the page threw nothing

@@ -2,7 +2,7 @@
 
 A workflow is an async function of its request and an `Emit`; WORKFLOWS names them (adding one is one entry).
 `kudos-report` is the demo: a few steps with small delays, to watch a run stream in a browser.
-`chatter` emits a given number of lines at a given interval, for load and failover tests.
+`chatter` emits a given number of lines at a given interval (or in bursts), for load and failover tests.
 `colour-demo` emits a build-like log with ANSI colours, warnings and errors, for the viewer (and its tests).
 """
 
@@ -70,10 +70,11 @@ class Executor:
             self._emit(f"[EXECUTOR] {action.name}: {message}")
         self._emit(f"[EXECUTOR] Action {action.name} completed in {time.monotonic() - started:.2f}s")
 
-    async def chatter(self, count: int) -> None:
+    async def chatter(self, count: int, burst: int = 1) -> None:
         self._emit(f"[EXECUTOR] Running action chatter (type: load, {count} lines)")
         for number in range(1, count + 1):
-            await asyncio.sleep(self._interval)
+            if (number - 1) % burst == 0:
+                await asyncio.sleep(self._interval)
             self._emit(f"[EXECUTOR] chatter line {number}/{count}")
 
 
@@ -99,7 +100,7 @@ async def kudos_report(request: RunRequest, emit: Emit) -> None:
 
 async def chatter(request: RunRequest, emit: Emit) -> None:
     emit("[PLANNER] Decision: chatter")
-    await Executor(emit, request.interval_ms / 1000).chatter(request.lines)
+    await Executor(emit, request.interval_ms / 1000).chatter(request.lines, request.burst)
 
 
 async def colour_demo(request: RunRequest, emit: Emit) -> None:
@@ -123,6 +124,8 @@ class RunRequest(BaseModel):
     interval_ms: Annotated[int, Field(ge=0, le=10_000), JSON_NUMBER] = 150
     # chatter and colour-demo: how many lines to emit
     lines: Annotated[int, Field(ge=1, le=100_000), JSON_NUMBER] = 100
+    # chatter only: lines emitted together, one pause per burst (a steady high rate: 20 lines per 5 ms)
+    burst: Annotated[int, Field(ge=1, le=1000), JSON_NUMBER] = 1
 
     @field_validator("workflow")
     @classmethod

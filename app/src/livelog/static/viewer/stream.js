@@ -57,6 +57,9 @@ export class RunStream {
     const replay = (ack.runs || {})[this.runId];
     if (replay && replay.last_seq > this.last) await this.fill(replay.last_seq);
     if (this.lastAtDrop !== null) {
+      // what the run logged while the connection was down may not have reached this Socket.IO server yet (its
+      // broadcaster retries): the API has it, so catch up from there now rather than at the next live line
+      await this.fill(Infinity, true);
       this.onResumed(this.last - this.lastAtDrop);
       this.lastAtDrop = null;
     }
@@ -85,21 +88,21 @@ export class RunStream {
     this.onLines(lines);
   }
 
-  // lines after `last` up to `upTo` from the API, page by page; `history`: the first load, which may find that
-  // retention removed the run's oldest lines
-  async fill(upTo, history = false) {
+  // lines after `last` up to `upTo` from the API, page by page; `stored`: whatever the API has (upTo is Infinity),
+  // where the first page may show that retention removed the run's oldest lines
+  async fill(upTo, stored = false) {
     while (this.last < upTo && !this.closed) {
       const limit = upTo === Infinity ? PAGE : Math.min(PAGE, upTo - this.last);
       const page = await this.api.lines(this.runId, this.last, limit);
       if (this.closed) return;
-      if (history && this.last === 0 && page.length && page[0].seq > 1) this.onTrimmed(page[0].seq - 1);
+      if (stored && this.last === 0 && page.length && page[0].seq > 1) this.onTrimmed(page[0].seq - 1);
       const lines = page.filter((line) => line.seq <= upTo);
       if (!lines.length) break;
-      if (!history && lines[0].seq !== this.last + 1) this.onNotice(`lines ${this.last + 1}–${lines[0].seq - 1} are not stored`);
+      if (!stored && lines[0].seq !== this.last + 1) this.onNotice(`lines ${this.last + 1}–${lines[0].seq - 1} are not stored`);
       this.accept(lines);
       if (page.length < limit) break;
     }
-    if (!history && this.last < upTo) {
+    if (!stored && this.last < upTo) {
       this.onNotice(`lines ${this.last + 1}–${upTo} could not be read from the API`);
       this.last = upTo;
     }
