@@ -122,7 +122,7 @@ def rendered_seqs(page: Page) -> list[int]:
 
 def test_run_list_live_lines_and_a_reload_mid_run(page: Page, servers: tuple[Service, Service]) -> None:
     sio, api = servers
-    start(api, "live-reload", workflow="chatter", lines=400, interval_ms=25)
+    start(api, "live-reload", workflow="chatter", lines=500, interval_ms=25)
     open_viewer(page, sio, api, "")
     assert "token" not in page.url, "the token leaves the address bar"
     assert page.evaluate("sessionStorage.getItem('livelog-token')"), "and stays for the tab's session"
@@ -143,14 +143,14 @@ def test_run_list_live_lines_and_a_reload_mid_run(page: Page, servers: tuple[Ser
     expect(page.locator("#connection")).to_have_attribute("data-transport", "websocket")
 
     lines = stored(api, "live-reload")
-    while status(api, "live-reload") == "running" or len(lines) < 402:
+    while status(api, "live-reload") == "running" or len(lines) < 502:
         time.sleep(0.2)
         lines = stored(api, "live-reload")
     wait_last(page, len(lines))
     assert page.evaluate("window.livelog.seqs()") == [line["seq"] for line in lines], "no gap, no duplicate"
     seqs = rendered_seqs(page)
     assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[-1] == len(lines), "in order, at the end"
-    expect(page.locator(f'#log-rows .row[data-seq="{len(lines)}"]')).to_contain_text("chatter line 400/400")
+    expect(page.locator(f'#log-rows .row[data-seq="{len(lines)}"]')).to_contain_text("chatter line 500/500")
     expect(run).to_contain_text("succeeded")
 
 
@@ -209,7 +209,11 @@ def test_pause_stops_auto_scroll_and_new_lines_returns_to_live(page: Page, serve
     page.locator("#log").hover()
     page.mouse.wheel(0, -2000)
     expect(follow).to_have_attribute("aria-pressed", "false")
-    page.wait_for_timeout(300)  # let the wheel's scroll settle before reading where it ended
+    page.wait_for_function(  # the wheel's scroll has settled: the same position twice in a row
+        "() => { const top = document.getElementById('log').scrollTop, same = window.lastTop === top;"
+        " window.lastTop = top; return same; }",
+        polling=250,
+    )
     paused_at = page.eval_on_selector("#log", "log => log.scrollTop")
     shown = state(page)["lines"]
     new_lines = page.locator("#new-lines")
@@ -277,6 +281,13 @@ def test_ansi_colour_levels_and_download(page: Page, servers: tuple[Service, Ser
         for line in stored(api, "colours")
     ]
     assert saved.read_text().splitlines() == expected and len(expected) == 30
+
+    # a phone's width: the controls stay on screen, the page does not scroll sideways
+    page.set_viewport_size({"width": 390, "height": 800})
+    for name in ("Follow", "Download"):
+        expect(page.get_by_role("button", name=name)).to_be_in_viewport()
+    expect(page.get_by_label("Search")).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_a_100k_line_run_opens_and_scrolls_with_few_rows(
