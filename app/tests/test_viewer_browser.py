@@ -269,6 +269,10 @@ def test_ansi_colour_levels_and_download(page: Page, servers: tuple[Service, Ser
     page.wait_for_function("() => window.livelog.state().shown === 5")
     assert set(page.eval_on_selector_all("#log-rows .row", "rows => rows.map(r => r.className)")) == {"row ERROR"}
     page.get_by_label("Level").select_option("")
+    page.get_by_role("button", name="Wrap").click()  # long lines wrap; rows are still windowed and in order
+    expect(page.locator("#log")).to_have_class("wrap")
+    expect(page.locator("#log-rows .row").first).to_have_attribute("data-seq", "1")
+    page.get_by_role("button", name="Wrap").click()
 
     with page.expect_download() as download:
         page.get_by_role("button", name="Download").click()

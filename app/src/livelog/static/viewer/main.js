@@ -196,7 +196,7 @@ async function openRun(runId, line) {
   drawRuns();
   try {
     const run = await api.run(runId);
-    if (open.stream !== stream) return;
+    if (!open || open.stream !== stream) return;
     view.started = run.created;
     describe(run);
   } catch (error) {
@@ -204,7 +204,7 @@ async function openRun(runId, line) {
     return;
   }
   await stream.open();
-  if (open.stream !== stream) return;
+  if (!open || open.stream !== stream) return;
   await new Promise((done) => requestAnimationFrame(done));
   performance.mark("livelog:run-loaded");
   el.log.dataset.loaded = "true";
