@@ -292,6 +292,11 @@ def test_ansi_colour_levels_and_download(page: Page, servers: tuple[Service, Ser
         expect(page.get_by_role("button", name=name)).to_be_in_viewport()
     expect(page.get_by_label("Search")).to_be_in_viewport()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.get_by_role("button", name="Bottom").click()
+    page.get_by_role("button", name="Wrap").click()  # rows grow taller: following stays on, at the last line
+    expect(page.locator("#log-rows .row").last).to_contain_text("cache hit ratio")
+    expect(page.locator('#log-rows .row[data-seq="30"]')).to_be_in_viewport()
+    expect(page.get_by_role("button", name="Follow")).to_have_attribute("aria-pressed", "true")
 
 
 def test_a_100k_line_run_opens_and_scrolls_with_few_rows(

@@ -225,7 +225,9 @@ export class LogView {
   }
 
   scrolled() {
-    if (this.follow && this.scroller.scrollTop < this.setTop - 4) this.setFollow(false);  // the reader scrolled up
+    const {scrollTop, clientHeight, scrollHeight} = this.scroller;
+    // the reader scrolled up; not the browser, clamping the position when the content got shorter (wrapped rows)
+    if (this.follow && scrollTop < this.setTop - 4 && scrollTop + clientHeight < scrollHeight - 4) this.setFollow(false);
     this.setTop = Math.min(this.setTop, this.scroller.scrollTop);
     this.schedule();
   }
