@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -251,6 +252,21 @@ def test_a_permalink_scrolls_to_its_line_and_highlights_it(page: Page, servers: 
     expect(page.get_by_role("button", name="Follow")).to_have_attribute("aria-pressed", "false")
     link = target.get_by_role("link", name="1234")
     assert link.get_attribute("href") == "#run=permalink&line=1234", "the line's link is its permalink"
+
+
+def test_lines_trimmed_from_the_store_are_reported(page: Page, servers: tuple[Service, Service]) -> None:
+    """A run whose first stored line is above 1 (its oldest lines deleted from the API's store, as a retention
+    job would): the page says so and starts at the first line there is."""
+    sio, api = servers
+    finished(api, "trimmed", workflow="chatter", lines=20, interval_ms=0)
+    with sqlite3.connect(Path(api.env["LIVELOG_DATA_DIR"]) / "api.sqlite3") as store:
+        store.execute("DELETE FROM lines WHERE run_id = 'trimmed' AND seq <= 10")
+    open_viewer(page, sio, api, "run=trimmed")
+    expect(page.locator("#notice")).to_have_text(
+        "Lines 1\u201310 of this run were removed by retention; the log starts at line 11."  # an en dash
+    )
+    expect(page.locator("#log-rows .row").first).to_have_attribute("data-seq", "11")
+    expect(page.locator("#log-rows .row")).to_have_count(12)
 
 
 def test_ansi_colour_levels_and_download(page: Page, servers: tuple[Service, Service], tmp_path: Path) -> None:
