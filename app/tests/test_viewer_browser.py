@@ -281,6 +281,12 @@ def test_ansi_colour_levels_and_download(page: Page, servers: tuple[Service, Ser
     messages = page.eval_on_selector_all("#log-rows .row .msg", "rows => rows.map(r => r.textContent)")
     assert len(messages) == 30 and not any("\x1b" in text or "[0m" in text for text in messages)
 
+    first_time = page.locator('#log-rows .row[data-seq="1"] .ts')
+    expect(first_time).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$"))  # absolute (UTC) by default
+    page.get_by_role("button", name="Relative time").click()
+    expect(first_time).to_have_text(re.compile(r"^\+00:0\d\.\d{3}$"))  # since the run started
+    page.get_by_role("button", name="Relative time").click()
+
     page.get_by_label("Level").select_option("ERROR")
     page.wait_for_function("() => window.livelog.state().shown === 5")
     assert set(page.eval_on_selector_all("#log-rows .row", "rows => rows.map(r => r.className)")) == {"row ERROR"}
