@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,9 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+@contextmanager
 def viewer_page(browser: Browser, api: Service) -> Iterator[Page]:
+    """A page in a context of its own; at the end, it must not have thrown."""
     context = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
     same_origin_api(context, api.url)
     # the main thread's long tasks (50 ms and more), for the figures of a fast run
@@ -57,15 +60,18 @@ def viewer_page(browser: Browser, api: Service) -> Iterator[Page]:
     page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.unroute_all(behavior="ignoreErrors")  # the run list's poll may be in flight
-    context.close()
+    try:
+        yield page
+    finally:
+        context.unroute_all(behavior="ignoreErrors")  # the run list's poll may be in flight
+        context.close()
     assert errors == [], f"the page threw: {errors}"
 
 
 @pytest.fixture
 def page(browser: Browser, servers: tuple[Service, Service]) -> Iterator[Page]:
-    yield from viewer_page(browser, servers[1])
+    with viewer_page(browser, servers[1]) as page:
+        yield page
 
 
 def start(api: Service, run_id: str, **body: Any) -> None:
@@ -396,7 +402,11 @@ def test_a_fast_run_streams_whole_and_the_tab_answers(
 
 def test_a_reconnect_resumes_from_the_last_seq(browser: Browser, services: Services) -> None:
     sio, api = services.pair(**SETTINGS)
-    page = next(pages := viewer_page(browser, api))
+    with viewer_page(browser, api) as page:
+        resume_after_a_socketio_crash(page, sio, api)
+
+
+def resume_after_a_socketio_crash(page: Page, sio: Service, api: Service) -> None:
     start(api, "resume", workflow="chatter", lines=5000, interval_ms=10)
     open_viewer(page, sio, api, "run=resume")
     wait_last(page, 50)
@@ -416,4 +426,3 @@ def test_a_reconnect_resumes_from_the_last_seq(browser: Browser, services: Servi
     seqs = page.evaluate("window.livelog.seqs()")
     assert seqs == list(range(1, len(seqs) + 1)), "no gap, no duplicate"
     assert seqs[: len(lines)] == [line["seq"] for line in lines]
-    next(pages, None)  # closes the context, checks the page threw nothing
