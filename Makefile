@@ -9,7 +9,7 @@ export PY_COLORS := 0
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
-	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs) + backend tests + API fuzzing + every molecule scenario, two lanes at once (what CI runs)"
+	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs, the viewer's vendored client) + backend tests + API fuzzing + every molecule scenario, two lanes at once (what CI runs)"
 	@echo "make run           the backend alone, no containers: Socket.IO on :7000, API on :8000 (Ctrl-C stops)"
 	@echo "make ec2 EC2_REGION=.. EC2_ADMIN_CIDR=../32 EC2_PUBLIC_KEY=~/.ssh/id.pub [AWS_PROFILE=..]  a real AWS account (billed): provision, deploy, smoke"
 	@echo "make ec2-teardown EC2_REGION=..  remove everything make ec2 created (found by its tags)"
@@ -52,6 +52,7 @@ lint:
 	cd app && mypy
 	python scripts/role_docs.py --check
 	scripts/lock.sh --check
+	scripts/vendor-viewer.sh --check
 
 # app/requirements.lock from app/pyproject.toml: every dependency pinned, with hashes (what hosts install)
 lock:

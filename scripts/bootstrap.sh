@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up this machine as a livelog controller and test-host runner. Idempotent and unattended.
-#  1. apt: podman (with runc), debootstrap, python3-venv ...
+#  1. apt: podman (with runc), debootstrap, python3-venv, chromium, npm (unless there is one) ...
 #  2. /etc/containers/containers.conf: runc + rlimits the kernel lets podman set here
 #  3. .venv at the repo root: ansible, molecule, linters (pinned), and ./app[test] when the app exists
 set -euo pipefail
@@ -39,6 +39,12 @@ missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# chromium: the viewer's browser tests drive /usr/bin/chromium with Playwright (never a downloaded browser); a host
+# that has one there keeps it.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+# npm: scripts/vendor-viewer.sh (the viewer's Socket.IO client, checked by `make lint`). Only where there is no npm at
+# all: NodeSource's nodejs carries its own, and Debian's npm package would pull Debian's nodejs over it.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt install ${missing[*]}"
   APT=(apt-get -q -y -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)

@@ -213,6 +213,17 @@ async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object)
 
 
 def test_viewer_page(sio: Service) -> None:
+    """The page and its files: scripts and style from this origin only, the official Socket.IO client among them."""
     page = httpx.get(f"{sio.url}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '"subscribe"' in page.text and "/socket.io/?EIO=4&transport=websocket" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "style-src 'self';" in policy and "connect-src 'self';" in policy
+    assert "<script>" not in page.text and "<style>" not in page.text, "nothing inline"
+    assert '<script type="module" src="/viewer/main.js">' in page.text
+    main = httpx.get(f"{sio.url}/viewer/main.js")
+    assert main.status_code == 200 and main.headers["content-type"].startswith("text/javascript")
+    assert 'from "./socket.io.esm.min.js"' in main.text
+    client = httpx.get(f"{sio.url}/viewer/socket.io.esm.min.js")
+    assert client.status_code == 200 and client.text.startswith("/*!\n * Socket.IO v4.")
+    assert httpx.get(f"{sio.url}/viewer/viewer.css").headers["content-type"].startswith("text/css")
+    assert httpx.get(f"{sio.url}/viewer/nothing.js").status_code == 404

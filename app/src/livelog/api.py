@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from livelog.auth import mint_viewer_token
 from livelog.config import reveal
@@ -22,6 +23,7 @@ from livelog.models import (
     ViewerToken,
     ViewerTokenRequest,
 )
+from livelog.raw_log import raw_log
 from livelog.workflows import RunRequest
 
 router = APIRouter()
@@ -101,6 +103,28 @@ async def get_logs(
     if await store.get_run(run_id) is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
     return await store.lines(run_id, after_seq, limit)
+
+
+RAW_LOG: Responses = {
+    **NOT_FOUND,
+    200: {
+        "description": "Every stored line of the run: time (UTC), level, message without terminal escapes",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+}
+
+
+@router.get("/api/runs/{run_id}/logs.txt", response_class=PlainTextResponse, responses=RAW_LOG)
+async def download_logs(caller: ReaderDep, store: StoreDep, run_id: str) -> StreamingResponse:
+    """The run's whole log as text, streamed, to save as a file."""
+    _readable(caller, run_id)
+    if await store.get_run(run_id) is None:
+        raise HTTPException(status_code=404, detail=f"no run {run_id}")
+    # a stored run's id is a RunId (letters, digits, `_.:-`): safe in the header as it is
+    disposition = f'attachment; filename="livelog-{run_id}.log"'
+    return StreamingResponse(
+        raw_log(store, run_id), media_type="text/plain; charset=utf-8", headers={"Content-Disposition": disposition}
+    )
 
 
 @router.post("/api/test-log", responses=TAKEN)

@@ -1,6 +1,7 @@
 """The Socket.IO server: the app factory, its HTTP routes and its Socket.IO event handlers.
 
-One ASGI app: python-socketio handles `/socket.io/`, FastAPI the rest (`/`, `/health`, `/internal/broadcast`).
+One ASGI app: python-socketio handles `/socket.io/`, FastAPI the rest (`/` and `/viewer/`, the viewer page and its
+files; `/health`, `/internal/broadcast`).
 What happens to lines is the hub's job (hub.py).
 """
 
@@ -38,7 +39,7 @@ from livelog.models import (
 )
 from livelog.origin_policy import OriginPolicy
 from livelog.text_packet import FastJson, TextPacket
-from livelog.viewer import viewer_page
+from livelog.viewer import ASSETS_PATH, viewer_assets, viewer_page
 from livelog.websocket_protocol import StallGuardedWebSockets
 
 log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
@@ -119,8 +120,10 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
-        """A page that shows the runs its viewer token covers as lines arrive."""
+        """The log viewer: the runs its viewer token covers, each run's log, live."""
         return viewer
+
+    app.mount(ASSETS_PATH, viewer_assets(), name="viewer")
 
     def broadcaster(request: Request) -> None:
         _check_bearer(request, reveal(settings.broadcast_token))
