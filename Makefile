@@ -5,15 +5,16 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help run bootstrap image deploy-local ec2 ec2-teardown test lint docs lock pytest ec2-test fuzz molecule bench clean
+.PHONY: help run bootstrap image deploy-local ec2 ec2-teardown test lint docs lock pytest ec2-test fuzz molecule bench bench-edge clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
-	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs, the viewer's vendored client) + backend tests + API fuzzing + every molecule scenario, two lanes at once (what CI runs)"
+	@echo "make test          lint (ansible-lint, yamllint, ruff, mypy, role docs, the viewer's vendored client) + backend and browser tests + EC2 provisioning against moto + API fuzzing + every molecule scenario, two lanes at once (what CI runs)"
 	@echo "make run           the backend alone, no containers: Socket.IO on :7000, API on :8000 (Ctrl-C stops)"
 	@echo "make ec2 EC2_REGION=.. EC2_ADMIN_CIDR=../32 EC2_PUBLIC_KEY=~/.ssh/id.pub [AWS_PROFILE=..]  a real AWS account (billed): provision, deploy, smoke"
 	@echo "make ec2-teardown EC2_REGION=..  remove everything make ec2 created (found by its tags)"
 	@echo "make ec2-test      provision -> re-run (changed=0) -> teardown on EC2, against moto on loopback (no AWS account)"
+	@echo "make bench-edge    latency and fan-out through the real nginx of the make-deploy-local container"
 	@echo "make lint | docs | lock | pytest | ec2-test | fuzz | molecule | bench | clean"
 
 # The backend alone: a venv with just the app (no Ansible, no podman), then both services in this terminal.
@@ -84,6 +85,10 @@ bench:
 	python bench/throughput.py
 	python bench/end_to_end.py
 	python bench/chart.py
+
+# latency at 50 and 500 lines/s and fan-out to 1,000 and 5,000 viewers, through nginx, on the deploy-local container
+bench-edge:
+	python bench/fanout.py
 
 clean:
 	-scripts/deploy-local.sh --destroy

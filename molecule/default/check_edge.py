@@ -31,7 +31,6 @@ import socketio
 from livelog.subscriber import LogSubscriber
 
 problems: list[str] = []
-ANONYMOUS = [("POST", "/api/runs"), ("POST", "/api/test-log"), ("GET", "/api/runs"), ("GET", "/api/health")]
 # the point of the TLS 1.1 probe is to offer what Python deprecates
 warnings.filterwarnings("ignore", "ssl.TLSVersion.TLSv1_1 is deprecated", DeprecationWarning)
 
@@ -125,11 +124,20 @@ async def check_access(base: str, key: str) -> None:
             ("POST", "/api/test-log"),
             ("GET", "/api/runs"),
             ("GET", "/api/health"),
+            ("GET", "/api/runs/any-run/logs"),
+            ("GET", "/api/runs/any-run/logs.txt"),
         ]:
             status = (
                 await anonymous.request(method, f"{base}{path}", json={} if method == "POST" else None)
             ).status_code
             expect(status == 401, f"anonymous {method} {path}: {status}")
+        # the viewer's page and its files carry no data: anyone may load them, the data then needs a token
+        page = await anonymous.get(f"{base}/")
+        policy = page.headers.get("content-security-policy", "")
+        expect(page.status_code == 200 and "script-src 'self'" in policy, f"the page: {page.status_code} {policy}")
+        script = await anonymous.get(f"{base}/viewer/main.js")
+        kind = script.headers.get("content-type", "")
+        expect(script.status_code == 200 and "javascript" in kind, f"/viewer/main.js: {script.status_code} {kind}")
         client = socketio.AsyncClient(reconnection=False, ssl_verify=False)
         try:
             await client.connect(base, wait_timeout=10)
