@@ -78,7 +78,7 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
         body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
         response = await http.post(f"{args.url}/api/runs", json=body, headers={"Authorization": f"Bearer {api_key}"})
         response.raise_for_status()
-    summary = json.loads(await watchers.stdout.readline())
+    summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
     await watchers.wait()
     _, cpu_after = socketio_process(args.container)
     return {
