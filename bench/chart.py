@@ -28,11 +28,23 @@ def bars(axis: plt.Axes, values: dict[str, float], title: str, unit: str, log: b
     axis.invert_yaxis()
 
 
+def p50_p99(results: dict[str, object], p50: str, p99: str) -> dict[str, float]:
+    """Two bars per case of a bench's results: its median and its 99th percentile."""
+    values = {}
+    for name, figures in results.items():
+        if isinstance(figures, dict) and figures.get(p50) is not None:
+            values[f"{name}: p50"] = figures[p50]
+            values[f"{name}: p99"] = figures[p99]
+    return values
+
+
 def main() -> None:
     throughput = json.loads((RESULTS / "throughput.json").read_text())
     log_call = json.loads((RESULTS / "log_call.json").read_text())
     end_to_end = json.loads((RESULTS / "end_to_end.json").read_text())
-    figure, axes = plt.subplots(3, 1, figsize=(10, 11))
+    fanout_file = RESULTS / "fanout.json"  # from `make bench-edge`, which needs the deploy-local container
+    fanout = json.loads(fanout_file.read_text()) if fanout_file.exists() else {}
+    figure, axes = plt.subplots(4 if fanout else 3, 1, figsize=(10, 14.5 if fanout else 11))
     bars(
         axes[0],
         {name: rate for name, rate in throughput.items() if isinstance(rate, float)},
@@ -40,19 +52,15 @@ def main() -> None:
         "lines/s (log scale)",
         log=True,
     )
-    calls = {}
-    for name, figures in log_call.items():
-        if isinstance(figures, dict):
-            calls[f"{name}: p50"] = figures["p50_us"]
-            calls[f"{name}: p99"] = figures["p99_us"]
+    calls = p50_p99(log_call, "p50_us", "p99_us")
     bars(axes[1], calls, "One workflow log call (RunLogger, with persistence)", "µs (log scale)", log=True)
-    latency = {}
-    for name, figures in end_to_end.items():
-        latency[f"{name}: p50"] = figures["p50 ms"]
-        latency[f"{name}: p99"] = figures["p99 ms"]
+    latency = p50_p99(end_to_end, "p50 ms", "p99 ms")
     bars(
         axes[2], latency, "Latency, line logged to line at the client (loopback, no nginx)", "ms (log scale)", log=True
     )
+    if fanout:
+        edge = p50_p99(fanout, "p50_ms", "p99_ms")
+        bars(axes[3], edge, "Latency through nginx (TLS, WebSocket) to N clients", "ms (log scale)", log=True)
     figure.tight_layout()
     figure.savefig(RESULTS / "figures.png", dpi=110)
     print(f"chart: {RESULTS / 'figures.png'}")
