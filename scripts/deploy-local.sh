@@ -46,8 +46,16 @@ cat > .local/inventory.ini <<INV
 $NAME ansible_connection=containers.podman.podman ansible_python_interpreter=/usr/bin/python3
 INV
 
+# nginx holds two files per connection, and a container may open no more than its hard limit (the host's):
+# the connection cap that fits it, at most the role's default (options given to this script still win)
+nofile=$(podman exec "$NAME" sh -c 'ulimit -Hn')
+[ "$nofile" = unlimited ] && nofile=1048576
+max_connections=$(( (nofile - 2048) / 2 ))
+[ "$max_connections" -gt 10000 ] && max_connections=10000
+
 # the public URL is the published port: HTTP on $PORT redirects there
-ansible-playbook -i .local/inventory.ini deploy.yml -e "livelog_public_url=$URL" "$@"
+ansible-playbook -i .local/inventory.ini deploy.yml -e "livelog_public_url=$URL" \
+  -e "livelog_max_connections=$max_connections" "$@"
 
 # the deployment's API key, for this machine's user only; and a viewer token for every run, for an hour
 mkdir -p "$STATE" && chmod 0700 "$STATE"
