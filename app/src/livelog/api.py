@@ -77,18 +77,19 @@ async def list_runs(caller: ReaderDep, store: StoreDep, limit: Annotated[int, Qu
     return await store.recent_runs(limit, only=caller.grant.runs)
 
 
-def _readable(caller: ReaderDep, run_id: str) -> None:
+async def _readable_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
+    """The run, if the caller may read it (else 403) and it exists (else 404)."""
     if not caller.may_read(run_id):
         raise HTTPException(status_code=403, detail=f"the viewer token does not cover run {run_id}")
-
-
-@router.get("/api/runs/{run_id}", responses=NOT_FOUND)
-async def get_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
-    _readable(caller, run_id)
     run = await store.get_run(run_id)
     if run is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
     return run
+
+
+@router.get("/api/runs/{run_id}", responses=NOT_FOUND)
+async def get_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
+    return await _readable_run(caller, store, run_id)
 
 
 @router.get("/api/runs/{run_id}/logs", responses=NOT_FOUND)
@@ -99,9 +100,7 @@ async def get_logs(
     after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[LogLine]:
-    _readable(caller, run_id)
-    if await store.get_run(run_id) is None:
-        raise HTTPException(status_code=404, detail=f"no run {run_id}")
+    await _readable_run(caller, store, run_id)
     return await store.lines(run_id, after_seq, limit)
 
 
@@ -117,9 +116,7 @@ RAW_LOG: Responses = {
 @router.get("/api/runs/{run_id}/logs.txt", response_class=PlainTextResponse, responses=RAW_LOG)
 async def download_logs(caller: ReaderDep, store: StoreDep, run_id: str) -> StreamingResponse:
     """The run's whole log as text, streamed, to save as a file."""
-    _readable(caller, run_id)
-    if await store.get_run(run_id) is None:
-        raise HTTPException(status_code=404, detail=f"no run {run_id}")
+    await _readable_run(caller, store, run_id)
     # a stored run's id is a RunId (letters, digits, `_.:-`): safe in the header as it is
     disposition = f'attachment; filename="livelog-{run_id}.log"'
     return StreamingResponse(
