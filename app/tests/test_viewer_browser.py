@@ -295,6 +295,9 @@ def test_ansi_colour_levels_and_download(page: Page, servers: tuple[Service, Ser
 
     page.get_by_label("Level").select_option("ERROR")
     page.wait_for_function("() => window.livelog.state().shown === 5")
+    # the rows are redrawn at the next animation frame, after the state changes
+    only_errors = "() => [...document.querySelectorAll('#log-rows .row')].every(r => r.className === 'row ERROR')"
+    page.wait_for_function(only_errors)
     assert set(page.eval_on_selector_all("#log-rows .row", "rows => rows.map(r => r.className)")) == {"row ERROR"}
     page.get_by_label("Level").select_option("")
     page.get_by_role("button", name="Wrap").click()  # long lines wrap; rows are still windowed and in order
