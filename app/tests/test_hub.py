@@ -18,6 +18,7 @@ import uvicorn
 from livelog.backlog import SqliteBacklog
 from livelog.hub import Event, HubRedisManager, LogHub, room, rooms_of_line
 from livelog.models import ALL_RUNS
+from livelog.room_emit import RoomEmitManager
 from livelog.socketio_server import register_events
 from livelog.subscriber import LogSubscriber
 from livelog.testing import eventually, free_port, make_lines
@@ -26,7 +27,7 @@ from livelog.testing import eventually, free_port, make_lines
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[LogHub]:
     backlog = SqliteBacklog(tmp_path / "backlog.sqlite3", per_run=1000)
-    yield LogHub(socketio.AsyncServer(async_mode="asgi"), backlog)
+    yield LogHub(socketio.AsyncServer(async_mode="asgi", client_manager=RoomEmitManager()), backlog)
     await backlog.close()
 
 

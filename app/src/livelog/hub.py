@@ -17,6 +17,7 @@ import socketio
 
 from livelog.backlog import Backlog
 from livelog.models import ALL_RUNS, Event, LogLine, Subscription
+from livelog.room_emit import RoomEmitManager
 
 # runs whose highest emitted seq a node remembers
 MAX_TRACKED_RUNS = 10_000
@@ -182,8 +183,9 @@ class LogHub:
         return [(run_id, sub.after_seq.get(run_id, 0)) for run_id in runs]
 
 
-class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]  # python-socketio ships no types
-    """python-socketio's Redis manager, with lines from other nodes emitted under the hub's lock and marks.
+class HubRedisManager(socketio.AsyncRedisManager, RoomEmitManager):  # type: ignore[misc]  # python-socketio ships no types
+    """python-socketio's Redis manager, with lines from other nodes emitted under the hub's lock and marks, and each
+    node's own clients sent to as RoomEmitManager does (it comes after the Redis manager, in place of AsyncManager).
 
     Overrides `_handle_emit`, where python-socketio hands this node the emits of other nodes: no public hook
     sees them, and it is the one place to keep `LogHub.marks` exact. tests/test_hub.py pins the shape of the

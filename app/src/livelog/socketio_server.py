@@ -38,6 +38,7 @@ from livelog.models import (
     Subscription,
 )
 from livelog.origin_policy import OriginPolicy
+from livelog.room_emit import RoomEmitManager
 from livelog.text_packet import FastJson, TextPacket
 from livelog.viewer import ASSETS_PATH, viewer_assets, viewer_page
 from livelog.websocket_protocol import StallGuardedWebSockets
@@ -49,7 +50,7 @@ Ack = dict[str, Any]
 
 def create_socketio_app(settings: Settings) -> RequestTimer:
     redis_url = reveal(settings.redis_url)
-    manager = HubRedisManager(redis_url) if redis_url else None
+    manager = HubRedisManager(redis_url) if redis_url else RoomEmitManager()
     backlog: Backlog = (
         RedisBacklog(redis_url, settings.backlog_size)
         if redis_url
@@ -73,13 +74,13 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
         max_replay_lines=settings.max_replay_lines,
         observe_lag=lag.observe,
     )
-    if manager is not None:
+    if isinstance(manager, HubRedisManager):
         manager.hub = hub
     register_events(sio, hub, reveal(settings.viewer_token_secret))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if manager is not None and not sio.manager_initialized:
+        if isinstance(manager, HubRedisManager) and not sio.manager_initialized:
             # python-socketio starts listening to Redis at the first client; start now, so this node
             # follows what the other nodes emit (and its marks stay right) before anyone subscribes
             sio.manager_initialized = True
@@ -89,7 +90,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
             settings.socketio_host,
             settings.socketio_port,
             settings.backlog_size,
-            "redis" if manager else "none (single node)",
+            "redis" if redis_url else "none (single node)",
         )
         yield
         await backlog.close()
