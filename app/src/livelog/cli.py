@@ -27,6 +27,7 @@ from livelog.config import (
     socketio_endpoint,
     socketio_endpoints,
 )
+from livelog.gc_tuning import tune_gc
 from livelog.logs import TaggedLogger, configure_logging
 from livelog.models import RUN_ID_PATTERN, ViewerTokenRequest
 
@@ -60,19 +61,33 @@ def serve(component: str) -> int:
 
     app: ASGIApp
     ws: Any = "auto"
+    deflate = True
     if component == "socketio":
         from livelog.socketio_server import create_socketio_app
         from livelog.websocket_protocol import stall_guarded
 
         app, host, port = create_socketio_app(settings), settings.socketio_host, settings.socketio_port
         ws = stall_guarded(settings.stalled_client_seconds)
+        # no permessage-deflate, which browsers always ask for: a compressor per viewer takes up to about 300 KiB of
+        # memory and the CPU of compressing every line once per viewer; log lines are small
+        deflate = False
         socketio_log.info("Starting Socket.IO server on %s:%s", host, port)
     else:
         from livelog.api_app import create_api
 
         app, host, port = create_api(settings), settings.rest_api_host, settings.rest_api_port
+    tune_gc()
     # log_config=None: uvicorn's records go through the root logger configured above
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on", ws=ws)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws=ws,
+        ws_per_message_deflate=deflate,
+    )
     return 0
 
 
