@@ -35,14 +35,22 @@ def in_container(container: str, *command: str) -> str:
     return subprocess.run(["podman", "exec", container, *command], check=True, capture_output=True, text=True).stdout
 
 
-def socketio_process(container: str) -> tuple[int, float]:
-    """The Socket.IO server's RSS (bytes) and CPU time (s), from /proc on the container."""
+def cpu_seconds(stat: str, ticks: int) -> float:
+    """User and system CPU time of a process, from its /proc/<pid>/stat."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def socketio_process(container: str) -> tuple[int, float, float]:
+    """The Socket.IO server's RSS (bytes) and CPU time (s), and the CPU time of nginx's processes, from /proc."""
     pid = in_container(container, "systemctl", "show", "-p", "MainPID", "--value", "livelog-socketio").strip()
     status = in_container(container, "cat", f"/proc/{pid}/status")
     rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    fields = in_container(container, "cat", f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
     ticks = int(in_container(container, "getconf", "CLK_TCK"))
-    return rss_kb * 1024, (int(fields[11]) + int(fields[12])) / ticks
+    stats = in_container(container, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null || true").splitlines()
+    nginx = sum(cpu_seconds(stat, ticks) for stat in stats if " (nginx) " in stat)
+    socketio = cpu_seconds(in_container(container, "cat", f"/proc/{pid}/stat"), ticks)
+    return rss_kb * 1024, socketio, nginx
 
 
 async def wait_healthy(url: str) -> None:
@@ -63,7 +71,7 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
     if clients > 1:  # a fresh process, so its RSS before the crowd is not what earlier cases left behind
         in_container(args.container, "systemctl", "restart", "livelog-socketio")
         await wait_healthy(args.url)
-    rss_before, _ = socketio_process(args.container)
+    rss_before, _, _ = socketio_process(args.container)
     watchers = await asyncio.create_subprocess_exec(
         "podman", "exec", args.container, f"{LIVELOG}/python", "/root/fanout_clients.py",
         "--url", "https://127.0.0.1", "--token", token, "--run-id", run_id,
@@ -73,14 +81,14 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
     )  # fmt: skip
     assert watchers.stdout is not None
     ready = json.loads(await watchers.stdout.readline())
-    rss_connected, cpu_before = socketio_process(args.container)
+    rss_connected, cpu_before, nginx_before = socketio_process(args.container)
     async with httpx.AsyncClient(verify=str(STATE / "ca.pem"), timeout=30) as http:
         body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
         response = await http.post(f"{args.url}/api/runs", json=body, headers={"Authorization": f"Bearer {api_key}"})
         response.raise_for_status()
     summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
     await watchers.wait()
-    _, cpu_after = socketio_process(args.container)
+    _, cpu_after, nginx_after = socketio_process(args.container)
     return {
         **summary,
         "rate_lines_per_s": rate,
@@ -88,6 +96,10 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
         "rss_per_connection_kib": round((rss_connected - rss_before) / 1024 / max(1, ready["ready"]), 1),
         "socketio_rss_mib": round(rss_connected / 2**20, 1),
         "socketio_cpu_share": round((cpu_after - cpu_before) / args.seconds, 2),
+        # the rest of what shares the host's cores while the run streams: nginx, and the clients themselves
+        "nginx_cpu_share": round((nginx_after - nginx_before) / args.seconds, 2),
+        "clients_cpu_share": round(summary["clients_cpu_s"] / args.seconds, 2),
+        "host_cores": int(in_container(args.container, "nproc")),
     }
 
 
@@ -118,7 +130,8 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
             f"{name:28} delivered {f['delivered']}/{f['expected']}  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
             f"max {f['max_ms']} ms  disconnects {f['disconnects']}  connect {f['connect_s']} s "
             f"({f['connect_retries']} retried)  "
-            f"RSS/conn {f['rss_per_connection_kib']} KiB  Socket.IO CPU {f['socketio_cpu_share']}",
+            f"RSS/conn {f['rss_per_connection_kib']} KiB  CPU (cores): Socket.IO {f['socketio_cpu_share']}, "
+            f"nginx {f['nginx_cpu_share']}, clients {f['clients_cpu_share']} of {f['host_cores']}",
             flush=True,
         )
         if f["connect_failures"]:
