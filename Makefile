@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help run bootstrap image deploy-local ec2 ec2-teardown test lint docs lock pytest ec2-test fuzz molecule bench bench-edge clean
+.PHONY: help run bootstrap image deploy-local ec2 ec2-teardown test lint docs lock pytest ec2-test fuzz molecule bench bench-edge bench-cluster clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
@@ -15,6 +15,7 @@ help:
 	@echo "make ec2-teardown EC2_REGION=..  remove everything make ec2 created (found by its tags)"
 	@echo "make ec2-test      provision -> re-run (changed=0) -> teardown on EC2, against moto on loopback (no AWS account)"
 	@echo "make bench-edge    latency and fan-out through the real nginx of the make-deploy-local container"
+	@echo "make bench-cluster fan-out against one and two Socket.IO nodes behind nginx (molecule's cluster scenario)"
 	@echo "make lint | docs | lock | pytest | ec2-test | fuzz | molecule | bench | clean"
 
 # The backend alone: a venv with just the app (no Ansible, no podman), then both services in this terminal.
@@ -89,6 +90,10 @@ bench:
 # latency at 50 and 500 lines/s and fan-out to 1,000 and 5,000 viewers, through nginx, on the deploy-local container
 bench-edge:
 	python bench/fanout.py
+
+# fan-out against one and two Socket.IO nodes behind nginx, on molecule's cluster scenario (made, then removed)
+bench-cluster:
+	bench/cluster.sh
 
 clean:
 	-scripts/deploy-local.sh --destroy

@@ -38,13 +38,20 @@ def p50_p99(results: dict[str, object], p50: str, p99: str) -> dict[str, float]:
     return values
 
 
+def optional(name: str) -> dict[str, object]:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def main() -> None:
     throughput = json.loads((RESULTS / "throughput.json").read_text())
     log_call = json.loads((RESULTS / "log_call.json").read_text())
     end_to_end = json.loads((RESULTS / "end_to_end.json").read_text())
-    fanout_file = RESULTS / "fanout.json"  # from `make bench-edge`, which needs the deploy-local container
-    fanout = json.loads(fanout_file.read_text()) if fanout_file.exists() else {}
-    figure, axes = plt.subplots(4 if fanout else 3, 1, figsize=(10, 14.5 if fanout else 11))
+    # from `make bench-edge` (the deploy-local container) and `make bench-cluster`: drawn when they have run
+    fanout = optional("fanout.json")
+    one_node, two_nodes = optional("cluster-1-node.json"), optional("cluster-2-nodes.json")
+    panels = 3 + bool(fanout) + bool(one_node and two_nodes)
+    figure, axes = plt.subplots(panels, 1, figsize=(10, 3.6 * panels + 0.5))
     bars(
         axes[0],
         {name: rate for name, rate in throughput.items() if isinstance(rate, float)},
@@ -61,6 +68,16 @@ def main() -> None:
     if fanout:
         edge = p50_p99(fanout, "p50_ms", "p99_ms")
         bars(axes[3], edge, "Latency through nginx (TLS, WebSocket) to N clients", "ms (log scale)", log=True)
+    if one_node and two_nodes:
+        axis = axes[-1]
+        for nodes, cases in (("1 node", one_node), ("2 nodes", two_nodes)):
+            points = sorted((case["clients"], case["p99_ms"]) for case in cases.values() if isinstance(case, dict))
+            axis.plot([n for n, _ in points], [p99 for _, p99 in points], marker="o", label=nodes)
+        axis.axhline(250, color="grey", linestyle="--", linewidth=1, label="target p99 250 ms")
+        axis.set_title("p99 latency through nginx to N clients: one and two Socket.IO nodes (cluster)", fontsize=10)
+        axis.set_xlabel("clients")
+        axis.set_ylabel("p99 ms")
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(RESULTS / "figures.png", dpi=110)
     print(f"chart: {RESULTS / 'figures.png'}")

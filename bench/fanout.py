@@ -10,6 +10,9 @@ bench/results/fanout.json; asserts nothing. Load stays on this machine (the cont
 itself (a bounded number of lines; the clients give up after --timeout).
 
     make deploy-local && python bench/fanout.py [--clients 1000,5000] [--container livelog-local]
+
+Several Socket.IO nodes (bench/cluster.sh, on molecule's cluster scenario): --container is the host with nginx and
+the API, --nodes the containers whose Socket.IO servers are restarted before each case and measured.
 """
 
 from __future__ import annotations
@@ -22,11 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-STATE = ROOT / ".local" / "deploy-local"
 LIVELOG = "/opt/livelog/current/bin"
 CHATTER_OWN_LINES = 2  # the planner's decision and the executor's announcement
 
@@ -41,54 +41,77 @@ def cpu_seconds(stat: str, ticks: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def socketio_process(container: str) -> tuple[int, float, float]:
-    """The Socket.IO server's RSS (bytes) and CPU time (s), and the CPU time of nginx's processes, from /proc."""
-    pid = in_container(container, "systemctl", "show", "-p", "MainPID", "--value", "livelog-socketio").strip()
-    status = in_container(container, "cat", f"/proc/{pid}/status")
-    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    ticks = int(in_container(container, "getconf", "CLK_TCK"))
-    stats = in_container(container, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null || true").splitlines()
-    nginx = sum(cpu_seconds(stat, ticks) for stat in stats if " (nginx) " in stat)
-    socketio = cpu_seconds(in_container(container, "cat", f"/proc/{pid}/stat"), ticks)
-    return rss_kb * 1024, socketio, nginx
+def socketio_process(args: argparse.Namespace) -> tuple[int, float, float]:
+    """The Socket.IO servers' RSS (bytes) and CPU time (s), summed over the nodes, and the CPU time of nginx's
+    processes, from /proc."""
+    rss, socketio = 0, 0.0
+    for node in nodes(args):
+        pid = in_container(node, "systemctl", "show", "-p", "MainPID", "--value", "livelog-socketio").strip()
+        status = in_container(node, "cat", f"/proc/{pid}/status")
+        rss += 1024 * next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        socketio += cpu_seconds(in_container(node, "cat", f"/proc/{pid}/stat"), clock_ticks(node))
+    stats = in_container(args.container, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null || true").splitlines()
+    nginx = sum(cpu_seconds(stat, clock_ticks(args.container)) for stat in stats if " (nginx) " in stat)
+    return rss, socketio, nginx
 
 
-async def wait_healthy(url: str) -> None:
-    async with httpx.AsyncClient(verify=str(STATE / "ca.pem"), timeout=5) as http:
-        for _ in range(100):
-            try:
-                if (await http.get(f"{url}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url}/health did not answer 200 after a restart")
+def nodes(args: argparse.Namespace) -> list[str]:
+    """The containers whose Socket.IO server the clients reach: --nodes, else the one --container."""
+    return args.nodes or [args.container]
 
 
-async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: int, rate: int) -> dict[str, object]:
+def clock_ticks(container: str) -> int:
+    return int(in_container(container, "getconf", "CLK_TCK"))
+
+
+# run on --container with the livelog venv's Python: nginx there, on loopback, with the deployment's own API key
+START_RUN = """
+import httpx, pathlib, sys
+key = pathlib.Path("/etc/livelog/api-key").read_text().strip()
+response = httpx.post(sys.argv[1] + "/api/runs", content=sys.argv[2], verify=False, timeout=30,
+                      headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+response.raise_for_status()
+"""
+WAIT_HEALTHY = """
+import httpx, sys, time
+for _ in range(100):
+    try:
+        if httpx.get(sys.argv[1] + "/health", verify=False, timeout=5).status_code == 200:
+            sys.exit(0)
+    except httpx.HTTPError:
+        pass
+    time.sleep(0.2)
+sys.exit(sys.argv[1] + "/health did not answer 200 after a restart")
+"""
+
+
+def in_livelog_python(args: argparse.Namespace, script: str, *arguments: str) -> None:
+    in_container(args.container, f"{LIVELOG}/python", "-c", script, args.inner_url, *arguments)
+
+
+async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int) -> dict[str, object]:
     lines = rate * args.seconds
     run_id = f"fanout-{clients}-{rate}-{time.monotonic_ns()}"
     if clients > 1:  # a fresh process, so its RSS before the crowd is not what earlier cases left behind
-        in_container(args.container, "systemctl", "restart", "livelog-socketio")
-        await wait_healthy(args.url)
-    rss_before, _, _ = socketio_process(args.container)
+        for node in nodes(args):
+            in_container(node, "systemctl", "restart", "livelog-socketio")
+        in_livelog_python(args, WAIT_HEALTHY)
+    rss_before, _, _ = socketio_process(args)
     watchers = await asyncio.create_subprocess_exec(
         "podman", "exec", args.container, f"{LIVELOG}/python", "/root/fanout_clients.py",
-        "--url", "https://127.0.0.1", "--token", token, "--run-id", run_id,
+        "--url", args.inner_url, "--token", token, "--run-id", run_id,
         "--lines", str(lines + CHATTER_OWN_LINES), "--clients", str(clients),
         "--processes", str(min(args.processes, clients)), "--timeout", str(args.seconds + 60),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert watchers.stdout is not None
     ready = json.loads(await watchers.stdout.readline())
-    rss_connected, cpu_before, nginx_before = socketio_process(args.container)
-    async with httpx.AsyncClient(verify=str(STATE / "ca.pem"), timeout=30) as http:
-        body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
-        response = await http.post(f"{args.url}/api/runs", json=body, headers={"Authorization": f"Bearer {api_key}"})
-        response.raise_for_status()
+    rss_connected, cpu_before, nginx_before = socketio_process(args)
+    body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
+    in_livelog_python(args, START_RUN, json.dumps(body))
     summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
     await watchers.wait()
-    _, cpu_after, nginx_after = socketio_process(args.container)
+    _, cpu_after, nginx_after = socketio_process(args)
     return {
         **summary,
         "rate_lines_per_s": rate,
@@ -104,9 +127,8 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
 
 
 async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    if not (STATE / "api-key").exists():
-        sys.exit("bench/fanout.py: no deployment to measure: run `make deploy-local` first")
-    api_key = (STATE / "api-key").read_text().strip()
+    if subprocess.run(["podman", "exec", args.container, "test", "-e", "/etc/livelog/api-key"]).returncode:  # noqa: ASYNC221
+        sys.exit(f"bench/fanout.py: no deployment to measure on {args.container}: run `make deploy-local` first")
     clients_script = Path(__file__).with_name("fanout_clients.py")
     subprocess.run(["podman", "cp", str(clients_script), f"{args.container}:/root/"], check=True)  # noqa: ASYNC221
     token = in_container(
@@ -124,7 +146,7 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     figures = {}
     for clients, rate in cases:
         name = f"{clients} client{'s' if clients > 1 else ''} at {rate} lines/s"
-        figures[name] = await run_case(args, token.strip(), api_key, clients, rate)
+        figures[name] = await run_case(args, token.strip(), clients, rate)
         f = figures[name]
         print(
             f"{name:28} delivered {f['delivered']}/{f['expected']}  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
@@ -142,7 +164,11 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--container", default="livelog-local")
-    parser.add_argument("--url", default="https://127.0.0.1:8443", help="the deployment's public URL, from here")
+    parser.add_argument("--inner-url", default="https://127.0.0.1", help="nginx's URL inside --container")
+    parser.add_argument(
+        "--nodes", type=lambda s: [x for x in s.split(",") if x], default=[], help="Socket.IO containers (--container)"
+    )
+    parser.add_argument("--results", default="fanout.json", help="file name under bench/results/")
     parser.add_argument("--latency-rates", type=lambda s: [int(x) for x in s.split(",") if x], default=[50, 500])
     parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 5000])
     parser.add_argument("--fanout-rate", type=int, default=2, help="lines/s in the fan-out cases")
@@ -151,4 +177,4 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     results = asyncio.run(main(arguments))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fanout.json").write_text(json.dumps({"seconds": arguments.seconds, **results}, indent=2))
+    (RESULTS / arguments.results).write_text(json.dumps({"seconds": arguments.seconds, **results}, indent=2))

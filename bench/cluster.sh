@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Fan-out against one and two Socket.IO nodes behind one nginx, on molecule's cluster scenario: nginx, the API and
+# Redis on livelog-cluster-lb, a Socket.IO server on each of livelog-cluster-node1 and -node2. One node: node2's
+# server is stopped (nginx and the broadcaster move to node1); two nodes: both run. Each case is bench/fanout.py
+# (clients on the lb container, through its nginx). Then bench/cluster_ratio.py prints how many clients each held
+# at p99 <= 250 ms and the ratio. The scenario's containers are removed at the end (KEEP=1 keeps them).
+#   make bench-cluster        ONE=1000,2000,3000 TWO=2000,4000,6000 make bench-cluster   (clients per case)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ONE=${ONE:-1000,2000,3000}
+TWO=${TWO:-2000,4000,6000}
+
+molecule create -s cluster
+[ "${KEEP:-0}" = 1 ] || trap 'molecule destroy -s cluster' EXIT
+molecule converge -s cluster
+
+fanout() { python bench/fanout.py --container livelog-cluster-lb --latency-rates '' --seconds 20 "$@"; }
+podman exec livelog-cluster-node2 systemctl stop livelog-socketio
+fanout --nodes livelog-cluster-node1 --clients "$ONE" --results cluster-1-node.json
+podman exec livelog-cluster-node2 systemctl start livelog-socketio
+fanout --nodes livelog-cluster-node1,livelog-cluster-node2 --clients "$TWO" --results cluster-2-nodes.json
+python bench/cluster_ratio.py
