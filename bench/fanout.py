@@ -31,8 +31,9 @@ LIVELOG = "/opt/livelog/current/bin"
 CHATTER_OWN_LINES = 2  # the planner's decision and the executor's announcement
 
 
-def in_container(container: str, *command: str) -> str:
-    return subprocess.run(["podman", "exec", container, *command], check=True, capture_output=True, text=True).stdout
+def in_container(container: str, *command: str, stdin: str | None = None) -> str:
+    podman = ["podman", "exec", *(["-i"] if stdin is not None else []), container, *command]
+    return subprocess.run(podman, check=True, capture_output=True, text=True, input=stdin).stdout
 
 
 def cpu_seconds(stat: str, ticks: int) -> float:
@@ -64,14 +65,16 @@ def clock_ticks(container: str) -> int:
     return int(in_container(container, "getconf", "CLK_TCK"))
 
 
-# run on --container with the livelog venv's Python: nginx there, on loopback, with the deployment's own API key
+# run on --container with the livelog venv's Python: nginx there, on loopback, with the deployment's API key (stdin)
 START_RUN = """
-import httpx, pathlib, sys
-key = pathlib.Path("/etc/livelog/api-key").read_text().strip()
+import httpx, sys
+key = sys.stdin.readline().strip()
 response = httpx.post(sys.argv[1] + "/api/runs", content=sys.argv[2], verify=False, timeout=30,
                       headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
 response.raise_for_status()
 """
+# the Socket.IO port (7000) in LISTEN state (0A), from /proc: no tool needed on the host
+LISTENING = "for _ in $(seq 100); do grep -q ':1B58 00000000:0000 0A' /proc/net/tcp && exit 0; sleep 0.1; done; exit 1"
 WAIT_HEALTHY = """
 import httpx, sys, time
 for _ in range(100):
@@ -85,8 +88,14 @@ sys.exit(sys.argv[1] + "/health did not answer 200 after a restart")
 """
 
 
-def in_livelog_python(args: argparse.Namespace, script: str, *arguments: str) -> None:
-    in_container(args.container, f"{LIVELOG}/python", "-c", script, args.inner_url, *arguments)
+def in_livelog_python(args: argparse.Namespace, script: str, *arguments: str, stdin: str | None = None) -> None:
+    in_container(args.container, f"{LIVELOG}/python", "-c", script, args.inner_url, *arguments, stdin=stdin)
+
+
+def secrets_host(args: argparse.Namespace) -> str:
+    """The container that keeps the deployment's shared secrets (the API key, the viewer token's): the first
+    Socket.IO node, as the role keeps them."""
+    return nodes(args)[0]
 
 
 async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int) -> dict[str, object]:
@@ -95,6 +104,8 @@ async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int
     if clients > 1:  # a fresh process, so its RSS before the crowd is not what earlier cases left behind
         for node in nodes(args):
             in_container(node, "systemctl", "restart", "livelog-socketio")
+            # listening, before nginx sends it anything: a node nginx sees refuse a connection is skipped for a while
+            in_container(node, "sh", "-c", LISTENING)
         in_livelog_python(args, WAIT_HEALTHY)
     rss_before, _, _ = socketio_process(args)
     watchers = await asyncio.create_subprocess_exec(
@@ -108,7 +119,8 @@ async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int
     ready = json.loads(await watchers.stdout.readline())
     rss_connected, cpu_before, nginx_before = socketio_process(args)
     body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
-    in_livelog_python(args, START_RUN, json.dumps(body))
+    api_key = in_container(secrets_host(args), "cat", "/etc/livelog/api-key")
+    in_livelog_python(args, START_RUN, json.dumps(body), stdin=api_key)
     summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
     await watchers.wait()
     _, cpu_after, nginx_after = socketio_process(args)
@@ -127,12 +139,12 @@ async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int
 
 
 async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    if subprocess.run(["podman", "exec", args.container, "test", "-e", "/etc/livelog/api-key"]).returncode:  # noqa: ASYNC221
-        sys.exit(f"bench/fanout.py: no deployment to measure on {args.container}: run `make deploy-local` first")
+    if subprocess.run(["podman", "exec", secrets_host(args), "test", "-e", "/etc/livelog/api-key"]).returncode:  # noqa: ASYNC221
+        sys.exit(f"bench/fanout.py: no deployment to measure on {secrets_host(args)}: run `make deploy-local` first")
     clients_script = Path(__file__).with_name("fanout_clients.py")
     subprocess.run(["podman", "cp", str(clients_script), f"{args.container}:/root/"], check=True)  # noqa: ASYNC221
     token = in_container(
-        args.container,
+        secrets_host(args),
         f"{LIVELOG}/livelog",
         "token",
         "--env-file",
