@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import resource
 import ssl
 import sys
 import time
@@ -141,6 +142,8 @@ async def clients(args: argparse.Namespace, first: int, count: int, pipe: Connec
 
 
 def worker(args: argparse.Namespace, first: int, count: int, pipe: Connection) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a socket per client: the soft limit may be 1,024
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # uvloop, as the servers run: the clients share the host's cores with what they measure
     uvloop.run(clients(args, first, count, pipe))
 
