@@ -43,10 +43,14 @@ def main() -> None:
                 )
         clients, bounded = clients_held(cases)
         held[nodes] = {"clients": None if clients is None else round(clients), "bounded": bounded}
-        print(f"{nodes} node(s) held {'' if bounded else 'at least '}{held[nodes]['clients']} clients at p99 <= 250 ms")
+        if clients is None:
+            fewest = min(case["clients"] for case in cases.values() if isinstance(case, dict))
+            print(f"{nodes} node(s) held no case measured at p99 <= 250 ms (fewer than {fewest} clients)")
+        else:
+            print(f"{nodes} node(s) held {'' if bounded else 'at least '}{round(clients)} clients at p99 <= 250 ms")
     one, two = held[1]["clients"], held[2]["clients"]
     ratio = round(two / one, 2) if one and two else None
-    print(f"two nodes / one node: {ratio} (target >= 1.8)")
+    print(f"two nodes / one node: {ratio if ratio is not None else 'none (see above)'} (target >= 1.8)")
     summary = {"target_p99_ms": TARGET_MS, "held": held, "ratio": ratio}
     (RESULTS / "cluster.json").write_text(json.dumps(summary, indent=2))
 
