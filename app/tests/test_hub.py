@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import socketio
-import uvicorn
 
 from livelog.backlog import SqliteBacklog
 from livelog.hub import Event, HubRedisManager, LogHub, room, rooms_of_line
@@ -21,7 +20,7 @@ from livelog.models import ALL_RUNS
 from livelog.room_emit import RoomEmitManager
 from livelog.socketio_server import register_events
 from livelog.subscriber import LogSubscriber
-from livelog.testing import eventually, free_port, make_lines
+from livelog.testing import eventually, in_process_server, make_lines
 
 
 @pytest.fixture
@@ -35,14 +34,8 @@ async def hub(tmp_path: Path) -> AsyncIterator[LogHub]:
 async def served_hub(hub: LogHub) -> AsyncIterator[tuple[LogHub, str]]:
     """The hub behind a real Socket.IO server on a free loopback port."""
     register_events(hub.sio, hub)
-    port = free_port()
-    config = uvicorn.Config(socketio.ASGIApp(hub.sio), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started, what="the in-process server to listen")
-    yield hub, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with in_process_server(socketio.ASGIApp(hub.sio)) as url:
+        yield hub, url
 
 
 def test_rooms() -> None:

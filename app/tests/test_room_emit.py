@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import socketio
-import uvicorn
 
 from livelog.room_emit import RoomEmitManager
-from livelog.testing import eventually, free_port
+from livelog.testing import eventually, in_process_server
 
 EVENTS = 200
 
@@ -28,14 +27,8 @@ async def server() -> AsyncIterator[tuple[socketio.AsyncServer, str]]:
             await sio.enter_room(sid, name)
         return True
 
-    port = free_port()
-    config = uvicorn.Config(socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uvicorn_server = uvicorn.Server(config)
-    task = asyncio.create_task(uvicorn_server.serve())
-    await eventually(lambda: uvicorn_server.started, what="the in-process server to listen")
-    yield sio, f"http://127.0.0.1:{port}"
-    uvicorn_server.should_exit = True
-    await task
+    async with in_process_server(socketio.ASGIApp(sio)) as url:
+        yield sio, url
 
 
 async def client(url: str, rooms: list[str], received: list[object]) -> socketio.AsyncClient:

@@ -12,11 +12,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
 
 from livelog.models import LogLine
 
@@ -29,6 +32,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@asynccontextmanager
+async def in_process_server(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` served by uvicorn in this event loop on a free loopback port; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, what="the in-process server to listen")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
 
 
 def service_env(**settings: Any) -> dict[str, str]:
