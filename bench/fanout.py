@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -61,6 +62,12 @@ def nodes(args: argparse.Namespace) -> list[str]:
     return args.nodes or [args.container]
 
 
+@functools.cache
+def host_cores(container: str) -> int:
+    return int(in_container(container, "nproc"))
+
+
+@functools.cache
 def clock_ticks(container: str) -> int:
     return int(in_container(container, "getconf", "CLK_TCK"))
 
@@ -98,7 +105,7 @@ def secrets_host(args: argparse.Namespace) -> str:
     return nodes(args)[0]
 
 
-async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int) -> dict[str, object]:
+async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: int, rate: int) -> dict[str, object]:
     lines = rate * args.seconds
     run_id = f"fanout-{clients}-{rate}-{time.monotonic_ns()}"
     if clients > 1:  # a fresh process, so its RSS before the crowd is not what earlier cases left behind
@@ -119,7 +126,6 @@ async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int
     ready = json.loads(await watchers.stdout.readline())
     rss_connected, cpu_before, nginx_before = socketio_process(args)
     body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
-    api_key = in_container(secrets_host(args), "cat", "/etc/livelog/api-key")
     in_livelog_python(args, START_RUN, json.dumps(body), stdin=api_key)
     summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
     await watchers.wait()
@@ -134,12 +140,14 @@ async def run_case(args: argparse.Namespace, token: str, clients: int, rate: int
         # the rest of what shares the host's cores while the run streams: nginx, and the clients themselves
         "nginx_cpu_share": round((nginx_after - nginx_before) / args.seconds, 2),
         "clients_cpu_share": round(summary["clients_cpu_s"] / args.seconds, 2),
-        "host_cores": int(in_container(args.container, "nproc")),
+        "host_cores": host_cores(args.container),
     }
 
 
 async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    if subprocess.run(["podman", "exec", secrets_host(args), "test", "-e", "/etc/livelog/api-key"]).returncode:  # noqa: ASYNC221
+    try:
+        api_key = in_container(secrets_host(args), "cat", "/etc/livelog/api-key")
+    except subprocess.CalledProcessError:
         sys.exit(f"bench/fanout.py: no deployment to measure on {secrets_host(args)}: run `make deploy-local` first")
     clients_script = Path(__file__).with_name("fanout_clients.py")
     subprocess.run(["podman", "cp", str(clients_script), f"{args.container}:/root/"], check=True)  # noqa: ASYNC221
@@ -158,7 +166,7 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     figures = {}
     for clients, rate in cases:
         name = f"{clients} client{'s' if clients > 1 else ''} at {rate} lines/s"
-        figures[name] = await run_case(args, token.strip(), clients, rate)
+        figures[name] = await run_case(args, token.strip(), api_key, clients, rate)
         f = figures[name]
         print(
             f"{name:28} delivered {f['delivered']}/{f['expected']}  p50 {f['p50_ms']} ms  p99 {f['p99_ms']} ms  "
