@@ -47,5 +47,13 @@ for result in "$LOGS"/*.result; do
   echo "molecule $(basename "$result" .result): $outcome in ${seconds} s"
   if [ "$outcome" = passed ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done
+# a CI log keeps only its tail: repeat why each failed scenario failed after the counts
+for result in "$LOGS"/*.result; do
+  read -r outcome _ <"$result"
+  [ "$outcome" = passed ] && continue
+  scenario=$(basename "$result" .result)
+  echo "### why molecule $scenario failed (its failed tasks; the whole log is printed above):"
+  grep -E -A3 '^(fatal|failed): \[|^\[ERROR\]|^FAILED: ' "$LOGS/$scenario.log" | cut -c1-3000 | tail -40
+done
 echo "molecule: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
