@@ -4,8 +4,8 @@ python-socketio encodes an event to a room once, then starts an asyncio task per
 them all: with thousands of viewers in a run's room, making, running and awaiting those tasks was most of the
 Socket.IO server's time per line (py-spy, 5,000 clients). Queueing a packet for a client never waits (python-engineio's
 queues are unbounded; a client that stops reading is dropped by websocket_protocol.py), so here each client's queue
-gets the packet in turn, in the order of the room, with no task. Emits with a callback, or that skip a client, go
-python-socketio's own way.
+gets the packet in turn, in the order of the room, with no task; an event to rooms with no client here is not
+encoded at all. Emits with a callback, or that skip a client, go python-socketio's own way.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ class RoomEmitManager(socketio.AsyncManager):  # type: ignore[misc]  # python-so
         if callback is not None or skip_sid is not None or namespace not in self.rooms:
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
             return
+        participants = list(self.get_participants(namespace, to or room))
+        if not participants:  # most lines: nobody here watches them one by one (batch viewers, or none at all)
+            return
         arguments = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, *arguments]).encode()
         eio_packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in _parts(encoded)]
-        for _sid, eio_sid in self.get_participants(namespace, to or room):
+        for _sid, eio_sid in participants:
             for eio_pkt in eio_packets:
                 await self.server.eio.send_packet(eio_sid, eio_pkt)
 
