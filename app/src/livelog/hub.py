@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from livelog.backlog import Backlog
 from livelog.models import ALL_RUNS, Event, LogLine, Subscription
@@ -104,7 +105,9 @@ class LogHub:
             await self.backlog.add(lines)
             singles = self.advance_marks(Event.LINE, lines)
             for line in singles:
-                await self.sio.emit(Event.LINE, line, room=rooms_of_line(line["run_id"], Event.LINE))
+                rooms = rooms_of_line(line["run_id"], Event.LINE)
+                if self._watched(rooms):
+                    await self.sio.emit(Event.LINE, line, room=rooms)
             by_run: dict[str, list[LogLine]] = defaultdict(list)
             for line in self.advance_marks(Event.BATCH, lines):
                 by_run[line["run_id"]].append(line)
@@ -159,6 +162,14 @@ class LogHub:
     def disconnected(self, sid: str) -> None:
         self.clients -= 1
         self.subscriptions.pop(sid, None)
+
+    def _watched(self, rooms: list[str]) -> bool:
+        """Some client may be in `rooms`: one on this node, or any on other nodes (told through Redis). Most
+        viewers take `logs` batches, and a line emitted one by one to no one still cost a sixth of a batch's time."""
+        if isinstance(self.sio.manager, AsyncPubSubManager):
+            return True
+        here = self.sio.manager.rooms.get("/", {})
+        return any(here.get(name) for name in rooms)
 
     def subscription_count(self) -> int:
         return sum(len(rooms) for rooms in self.subscriptions.values())
