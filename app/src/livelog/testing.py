@@ -41,10 +41,12 @@ async def in_process_server(app: ASGIApp) -> AsyncIterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started, what="the in-process server to listen")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        await eventually(lambda: server.started, what="the in-process server to listen")
+        yield f"http://127.0.0.1:{port}"
+    finally:  # a failing test, too, leaves no server behind
+        server.should_exit = True
+        await task
 
 
 def service_env(**settings: Any) -> dict[str, str]:
