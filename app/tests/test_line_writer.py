@@ -80,9 +80,10 @@ def test_an_api_stopped_mid_run_keeps_every_line_it_logged(services: Services) -
     """SIGTERM while a fast workflow logs: the API writes what it logged, ends the run `interrupted` with a last
     line saying so, and after a restart the store holds lines 1..N without a hole."""
     _, api = services.pair()
-    started = httpx.post(
-        f"{api.url}/api/runs", json={"run_id": "cut", "workflow": "chatter", "lines": 100_000, "interval_ms": 0}
-    )
+    # at most 20,000 lines/s (a pause of 1 ms per 20), so the run lasts 5 s or more: flat out, the 100,000 lines took
+    # half a second, and the stop could come after the run's end
+    body = {"run_id": "cut", "workflow": "chatter", "lines": 100_000, "interval_ms": 1, "burst": 20}
+    started = httpx.post(f"{api.url}/api/runs", json=body)
     assert started.status_code == 202
     while httpx.get(f"{api.url}/api/runs/cut").json()["lines"] < 2_000:
         pass
@@ -90,7 +91,7 @@ def test_an_api_stopped_mid_run_keeps_every_line_it_logged(services: Services) -
     api.start()
 
     run = httpx.get(f"{api.url}/api/runs/cut").json()
-    assert run["status"] == "interrupted"
+    assert run["status"] == "interrupted", run
     lines: list[LogLine] = []
     while batch := httpx.get(f"{api.url}/api/runs/cut/logs", params={"after_seq": len(lines), "limit": 10_000}).json():
         lines.extend(batch)
