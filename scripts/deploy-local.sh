@@ -24,13 +24,23 @@ fi
 command -v ansible-playbook >/dev/null || { echo "no .venv: run scripts/bootstrap.sh first" >&2; exit 1; }
 podman image exists "$IMG" || { echo "no image $IMG: run scripts/build-test-image.sh first" >&2; exit 1; }
 
-if ! podman container exists "$NAME"; then
+new_container() {
   echo "### starting $NAME from $IMG (systemd, published on 127.0.0.1:$PORT and 127.0.0.1:$TLS_PORT)"
   # systemd=always: tmpfs /run and /tmp, writable cgroup; SYS_ADMIN: the units' sandboxing needs it
   podman run -d --name "$NAME" --hostname "$NAME" --systemd=always --cap-add SYS_ADMIN \
     -p "127.0.0.1:$PORT:80" -p "127.0.0.1:$TLS_PORT:443" "$IMG" /lib/systemd/systemd >/dev/null
-elif [ "$(podman inspect -f '{{.State.Running}}' "$NAME")" != true ]; then
-  podman start "$NAME" >/dev/null
+}
+
+if ! podman container exists "$NAME"; then
+  new_container
+elif ! podman exec "$NAME" true >/dev/null 2>&1; then  # stopped, or listed as running with its systemd gone
+  echo "### restarting $NAME"
+  if ! podman restart "$NAME" >/dev/null; then
+    # podman 4.3 leaves a container whose conmon died "stopping" for good: only removing it helps
+    echo "### $NAME cannot be restarted ($(podman inspect -f '{{.State.Status}}' "$NAME")): making it anew"
+    podman rm -f "$NAME" >/dev/null
+    new_container
+  fi
 fi
 # wait for systemd to finish booting (degraded is fine: some units do not apply in a container)
 for _ in $(seq 60); do
