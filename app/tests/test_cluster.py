@@ -31,6 +31,15 @@ def cluster(module_services: Services, redis_url: str) -> tuple[list[Service], S
     return nodes, api
 
 
+def test_a_node_whose_redis_is_down_refuses_lines_with_503(services: Services) -> None:
+    """Not a 500 and a traceback: a clear 503 the broadcaster counts, and sends the lines again after."""
+    node = services("socketio", LIVELOG_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    line = {"run_id": "r", "seq": 1, "ts": 1.0, "level": "INFO", "message": "hello"}
+    response = httpx.post(f"{node.url}/internal/broadcast", json={"lines": [line]}, timeout=30)
+    assert response.status_code == 503, response.text
+    assert response.json() == {"detail": "Redis is unavailable; send the lines again"}
+
+
 def start_chatter(api: Service, run_id: str, lines: int, interval_ms: int) -> int:
     body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": interval_ms}
     assert httpx.post(f"{api.url}/api/runs", json=body).status_code == 202

@@ -15,12 +15,12 @@ import pytest
 import socketio
 
 from livelog.backlog import SqliteBacklog
-from livelog.hub import Event, HubRedisManager, LogHub, room, rooms_of_line
+from livelog.hub import Event, HubRedisManager, LogHub, MessageQueueUnavailable, room, rooms_of_line
 from livelog.models import ALL_RUNS
 from livelog.room_emit import RoomEmitManager
 from livelog.socketio_server import register_events
 from livelog.subscriber import LogSubscriber
-from livelog.testing import eventually, in_process_server, make_lines
+from livelog.testing import eventually, free_port, in_process_server, make_lines
 
 
 @pytest.fixture
@@ -113,3 +113,17 @@ async def test_the_redis_manager_hook_sees_other_nodes_lines(hub: LogHub, redis_
     finally:
         manager.thread.cancel()
     assert hub.marks[Event.LINE] == {"pin": 3} and hub.marks[Event.BATCH] == {"pin": 3}
+
+
+async def test_lines_redis_did_not_take_are_not_counted_as_emitted(hub: LogHub) -> None:
+    """Several nodes, and Redis gone after the backlog took a batch: python-socketio only logs that its publish
+    failed. Here the publish fails, so the broadcaster sends the batch again, and the marks go back to where they
+    were, so that retry emits the lines again (to the other nodes through Redis)."""
+    manager = HubRedisManager(f"redis://127.0.0.1:{free_port()}/0", channel="down")  # nothing listens there
+    hub.sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager)
+    manager.hub = hub
+    hub.marks[Event.LINE]["q"] = hub.marks[Event.BATCH]["q"] = 2  # lines 1 and 2 went out before
+    with pytest.raises(MessageQueueUnavailable):
+        await hub.publish(make_lines("q", 1, 5))
+    assert hub.marks == {Event.LINE: {"q": 2}, Event.BATCH: {"q": 2}}
+    assert hub.lines_received == 0

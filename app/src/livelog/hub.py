@@ -40,6 +40,10 @@ def rooms_of_line(run_id: str, event: Event) -> list[str]:
     return [room(run_id, event), room(ALL_RUNS, event)]
 
 
+class MessageQueueUnavailable(Exception):
+    """Redis did not take an emit of lines, so the other nodes did not get them (python-socketio only logs it)."""
+
+
 class TooManySubscriptions(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"run_id: this connection has {limit} subscriptions, the most it may have")
@@ -104,20 +108,34 @@ class LogHub:
         async with self.lock:
             await self.backlog.add(lines)
             singles = self.advance_marks(Event.LINE, lines)
-            for line in singles:
-                rooms = rooms_of_line(line["run_id"], Event.LINE)
-                if self._watched(rooms):
-                    await self.sio.emit(Event.LINE, line, room=rooms)
-            by_run: dict[str, list[LogLine]] = defaultdict(list)
-            for line in self.advance_marks(Event.BATCH, lines):
-                by_run[line["run_id"]].append(line)
-            for run_id, run_lines in by_run.items():
-                await self.sio.emit(Event.BATCH, run_lines, room=rooms_of_line(run_id, Event.BATCH))
+            batched = self.advance_marks(Event.BATCH, lines)
+            try:
+                for line in singles:
+                    rooms = rooms_of_line(line["run_id"], Event.LINE)
+                    if self._watched(rooms):
+                        await self.sio.emit(Event.LINE, line, room=rooms)
+                by_run: dict[str, list[LogLine]] = defaultdict(list)
+                for line in batched:
+                    by_run[line["run_id"]].append(line)
+                for run_id, run_lines in by_run.items():
+                    await self.sio.emit(Event.BATCH, run_lines, room=rooms_of_line(run_id, Event.BATCH))
+            except BaseException:
+                # the broadcaster retries the batch, here or on another node: it must go out again from here (a
+                # client ignores a line it has), not count as emitted when some node may lack it
+                self.rewind_marks(Event.LINE, singles)
+                self.rewind_marks(Event.BATCH, batched)
+                raise
         self.lines_received += len(lines)
         self.lines_emitted += len(singles)
         if self.observe_lag is not None and lines:
             self.observe_lag(max(0.0, time.time() - min(line["ts"] for line in lines)))
         return len(singles)
+
+    def rewind_marks(self, event: Event, moved: list[LogLine]) -> None:
+        """Set the marks of `event` back before `moved`, lines advance_marks returned (call under `lock`)."""
+        marks = self.marks[event]
+        for line in moved:
+            marks[line["run_id"]] = min(marks.get(line["run_id"], 0), line["seq"] - 1)
 
     async def subscribe(self, sid: str, sub: Subscription) -> Replay:
         """Join the subscription's room and replay what the client missed, newest first within
@@ -204,6 +222,14 @@ class HubRedisManager(socketio.AsyncRedisManager, RoomEmitManager):  # type: ign
     """
 
     hub: LogHub | None = None
+
+    async def _publish(self, data: dict[str, Any]) -> Any:
+        published = await super()._publish(data)
+        # python-socketio tries twice, logs the error and returns None; lines must not be lost to the other nodes
+        # so quietly: the request that brought them fails, and the broadcaster counts it and sends them again
+        if published is None and data.get("method") == "emit" and data.get("event") in EVENTS:
+            raise MessageQueueUnavailable("Redis did not take the lines: the other nodes did not get them")
+        return published
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         event = message.get("event")

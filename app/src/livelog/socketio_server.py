@@ -15,9 +15,10 @@ from typing import Annotated, Any
 
 import socketio
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client.metrics_core import Metric
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_viewer_token
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
@@ -25,7 +26,7 @@ from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.connection_limit import ConnectionLimit
 from livelog.http_body import BodyLimit, json_body, json_body_openapi
 from livelog.http_errors import answer_errors
-from livelog.hub import HubRedisManager, LogHub, TooManySubscriptions, room
+from livelog.hub import HubRedisManager, LogHub, MessageQueueUnavailable, TooManySubscriptions, room
 from livelog.logs import TaggedLogger
 from livelog.metrics import RequestTimer, ServiceMetrics, counter, gauge
 from livelog.models import (
@@ -98,6 +99,14 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
     app = FastAPI(title="livelog Socket.IO server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     answer_errors(app, log)
+
+    @app.exception_handler(MessageQueueUnavailable)
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """Several nodes and Redis down: the lines are not taken, and the broadcaster sends them again."""
+        log.warning("%s %s: Redis is unavailable: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "Redis is unavailable; send the lines again"}, status_code=503)
+
     viewer = viewer_page()
 
     @app.get("/health")
@@ -132,7 +141,11 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
     @app.post(
         "/internal/broadcast",
         dependencies=[Depends(broadcaster)],  # before the body is read: no token, 401 whatever the body
-        responses={401: {"description": "No broadcast token, or not the one set"}, 413: {}},
+        responses={
+            401: {"description": "No broadcast token, or not the one set"},
+            413: {},
+            503: {"description": "Several nodes, and Redis is unavailable: the lines were not taken"},
+        },
         openapi_extra=json_body_openapi(BroadcastBatch),
     )
     async def broadcast(batch: Annotated[BroadcastBatch, Depends(json_body(BroadcastBatch))]) -> BroadcastAccepted:
