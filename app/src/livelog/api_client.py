@@ -33,6 +33,17 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, verify=verify, timeout=timeout)
 
+    async def health(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._get("/api/health"))
+
+    async def test_log(self, run_id: str, message: str) -> int:
+        """Log one test line in `run_id` (POST /api/test-log); its seq."""
+        response = await self._request("POST", "/api/test-log", json={"run_id": run_id, "message": message})
+        body = self._json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("seq"), int):
+            raise ApiError(f"POST {self.base_url}/api/test-log: no seq in {response.text[:200]!r}")
+        return int(body["seq"])
+
     async def run(self, run_id: str) -> Run:
         return cast(Run, await self._get(f"/api/runs/{run_id}"))
 
@@ -57,6 +68,12 @@ class ApiClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
 
     async def _get(self, path: str) -> Any:
         return self._json(await self._request("GET", path))

@@ -10,15 +10,15 @@ import asyncio
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import httpx
 import socketio
 
+from livelog.api_client import ApiClient, ApiError
 from livelog.models import Event, LogLine
 
 EXIT_CODES = {"health": 2, "API": 3, "Socket.IO connect": 4, "delivery": 5}
@@ -37,24 +37,20 @@ class SmokeFailure(Exception):
         return f'smoke: FAILED at hop "{self.hop}": {self.detail}'
 
 
-async def _get_json(http: httpx.AsyncClient, url: str, hop: str) -> dict[str, Any]:
+async def _socketio_health(http: httpx.AsyncClient, socketio_url: str) -> None:
+    url = f"{socketio_url}/health"
     try:
         response = await http.get(url)
     except httpx.HTTPError as exc:
-        raise SmokeFailure(hop, f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        raise SmokeFailure("health", f"GET {url}: {type(exc).__name__}: {exc}") from exc
     if response.status_code != 200:
-        raise SmokeFailure(hop, f"GET {url}: HTTP {response.status_code}: {response.text[:200]}")
-    return _json_object(response, f"GET {url}", hop)
-
-
-def _json_object(response: httpx.Response, what: str, hop: str) -> dict[str, Any]:
+        raise SmokeFailure("health", f"GET {url}: HTTP {response.status_code}: {response.text[:200]}")
     try:
-        body = response.json()
+        health = response.json()
     except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise SmokeFailure(hop, f"{what}: not a JSON object: {response.text[:200]!r}")
-    return body
+        health = response.text[:200]
+    if not isinstance(health, dict) or health.get("status") != "healthy" or health.get("service") != "socketio":
+        raise SmokeFailure("health", f"{url} answered {health!r}")
 
 
 async def run_smoke(
@@ -71,15 +67,16 @@ async def run_smoke(
     """
     api_url, socketio_url = api_url.rstrip("/"), socketio_url.rstrip("/")
     run_id = f"smoke-{uuid.uuid4().hex[:12]}"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else verify_tls
-    async with httpx.AsyncClient(timeout=hop_timeout, verify=tls) as http, socketio_session(tls) as session:
-        health = await _get_json(http, f"{socketio_url}/health", "health")
-        if health.get("status") != "healthy" or health.get("service") != "socketio":
-            raise SmokeFailure("health", f"{socketio_url}/health answered {health}")
-        http.headers.update(headers)
-        await _get_json(http, f"{api_url}/api/health", "API")
-        auth = {"token": await _viewer_token(http, api_url, run_id)} if api_key else None
+    async with (
+        httpx.AsyncClient(timeout=hop_timeout, verify=tls) as http,
+        ApiClient(api_url, api_key, verify=tls, timeout=hop_timeout) as api,
+        socketio_session(tls) as session,
+    ):
+        await _socketio_health(http, socketio_url)
+        with _hop("API"):
+            await api.health()
+            auth = {"token": await api.viewer_token([run_id], 300)} if api_key else None
 
         client = socketio.AsyncClient(reconnection=False, ssl_verify=verify_tls, http_session=session)
         arrived: asyncio.Queue[tuple[float, LogLine]] = asyncio.Queue()
@@ -94,16 +91,15 @@ async def run_smoke(
         except socketio.exceptions.ConnectionError as exc:
             raise SmokeFailure("Socket.IO connect", f"{socketio_url}/socket.io/: {exc}") from exc
         try:
-            return await _round_trip(http, client, arrived, api_url, socketio_url, run_id, hop_timeout)
+            return await _round_trip(api, client, arrived, socketio_url, run_id, hop_timeout)
         finally:
             await client.disconnect()
 
 
 async def _round_trip(
-    http: httpx.AsyncClient,
+    api: ApiClient,
     client: socketio.AsyncClient,
     arrived: asyncio.Queue[tuple[float, LogLine]],
-    api_url: str,
     socketio_url: str,
     run_id: str,
     hop_timeout: float,
@@ -116,13 +112,8 @@ async def _round_trip(
         raise SmokeFailure("Socket.IO connect", f"subscribe refused: {ack}")
 
     sent_at = time.perf_counter()
-    try:
-        response = await http.post(f"{api_url}/api/test-log", json={"run_id": run_id, "message": "smoke test"})
-    except httpx.HTTPError as exc:
-        raise SmokeFailure("API", f"POST {api_url}/api/test-log: {type(exc).__name__}: {exc}") from exc
-    if response.status_code != 200:
-        raise SmokeFailure("API", f"POST {api_url}/api/test-log: HTTP {response.status_code}: {response.text}")
-    seq = _json_object(response, f"POST {api_url}/api/test-log", "API").get("seq")
+    with _hop("API"):
+        seq = await api.test_log(run_id, "smoke test")
 
     deadline = sent_at + hop_timeout
     while (remaining := deadline - time.perf_counter()) > 0:
@@ -136,8 +127,17 @@ async def _round_trip(
                 f"smoke: OK: test line {run_id}#{seq} went API -> broadcaster -> Socket.IO -> client "
                 f"via {socketio_url} in {millis:.1f} ms"
             )
-    broadcaster = await _broadcaster_state(http, api_url)
+    broadcaster = await _broadcaster_state(api)
     raise SmokeFailure("delivery", f"test line {run_id}#{seq} not received within {hop_timeout}s; {broadcaster}")
+
+
+@contextmanager
+def _hop(hop: str) -> Iterator[None]:
+    """An API request that fails is a failure of `hop`, with the request named."""
+    try:
+        yield
+    except ApiError as exc:
+        raise SmokeFailure(hop, str(exc)) from exc
 
 
 @asynccontextmanager
@@ -150,25 +150,10 @@ async def socketio_session(tls: ssl.SSLContext | bool) -> AsyncIterator[aiohttp.
         yield session
 
 
-async def _viewer_token(http: httpx.AsyncClient, api_url: str, run_id: str) -> str | None:
-    """A viewer token for the test run; None when the API mints none (viewer tokens are off)."""
-    url = f"{api_url}/api/viewer-tokens"
+async def _broadcaster_state(api: ApiClient) -> str:
     try:
-        response = await http.post(url, json={"runs": [run_id], "ttl_s": 300})
-    except httpx.HTTPError as exc:
-        raise SmokeFailure("API", f"POST {url}: {type(exc).__name__}: {exc}") from exc
-    if response.status_code == 503:
-        return None
-    if response.status_code != 200:
-        raise SmokeFailure("API", f"POST {url}: HTTP {response.status_code}: {response.text[:200]}")
-    token = _json_object(response, f"POST {url}", "API").get("token")
-    return token if isinstance(token, str) else None
-
-
-async def _broadcaster_state(http: httpx.AsyncClient, api_url: str) -> str:
-    try:
-        state = (await http.get(f"{api_url}/api/health")).json()["broadcaster"]
-    except (httpx.HTTPError, ValueError, KeyError):
+        state = (await api.health())["broadcaster"]
+    except (ApiError, KeyError, TypeError):
         return "the API's broadcaster state is unavailable"
     return (
         f"API broadcaster -> {state['endpoint']}: {state['state']}, last error: "
