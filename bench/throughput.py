@@ -7,8 +7,9 @@
 - the seed's broadcaster style: a new httpx client per line, awaited, posting each line to the Socket.IO server.
 
 Lines/s are counted at the client, from the request that starts the run to the last line; each figure is the
-median of `--rounds`. Prints livelog/ceiling and livelog/seed; writes bench/results/throughput.json. Asserts
-nothing. The seed-style baseline is bounded to `--seed-lines` lines (it is slow).
+median of `--rounds`. Prints livelog/ceiling and livelog/seed, and where the CPU went: each process's CPU time per
+line (from /proc), the client's being this process. Writes bench/results/throughput.json. Asserts nothing. The
+seed-style baseline is bounded to `--seed-lines` lines (it is slow).
 
     python bench/throughput.py [--lines 100000] [--rounds 3] [--seed-lines 300]
 """
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -28,11 +30,20 @@ from pathlib import Path
 
 import httpx
 import socketio
+from fanout import cpu_seconds  # bench/fanout.py, beside this file
 
 from livelog.models import Event
 from livelog.testing import Service, free_port, service_env, start_services
 
 RESULTS = Path(__file__).parent / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CLIENT = "client"
+
+
+CEILING = "ceiling (in-process emit, batches of 200)"
+BATCHED = "livelog, `logs` batches, 1 client"
+PER_LINE = "livelog, one `log` event per line, 1 client"
+SEED = "seed style (new httpx client per line)"
 
 
 async def count_at_client(
@@ -96,11 +107,43 @@ async def seed_style_rate(sio: Service, lines: int) -> float:
     return await count_at_client(sio.url, lines, start, {"run_id": run_id, "after_seq": 0, "batch": True})
 
 
-async def median_of(rounds: int, measure: Callable[[], Awaitable[float]]) -> float:
-    return statistics.median([await measure() for _ in range(rounds)])
+class CpuPerLine:
+    """Each process's CPU time per line over the rounds of a case, the client's (this process) included."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = processes
+        self.by_case: dict[str, dict[str, list[float]]] = {}
+
+    def times(self) -> dict[str, float]:
+        times = {
+            name: cpu_seconds(Path(f"/proc/{pid}/stat").read_text(), CLOCK_TICKS)
+            for name, pid in self.processes.items()
+        }
+        return {**times, CLIENT: time.process_time()}
+
+    def add(self, case: str, before: dict[str, float], after: dict[str, float], lines: int) -> None:
+        for name in after:
+            self.by_case.setdefault(case, {}).setdefault(name, []).append(1e6 * (after[name] - before[name]) / lines)
+
+    def medians(self) -> dict[str, dict[str, float]]:
+        return {
+            case: {name: round(statistics.median(us), 2) for name, us in by_name.items()}
+            for case, by_name in self.by_case.items()
+        }
 
 
-async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, float]:
+async def median_of(
+    rounds: int, measure: Callable[[], Awaitable[float]], cpu: CpuPerLine, case: str, lines: int
+) -> float:
+    rates = []
+    for _ in range(rounds):
+        before = cpu.times()
+        rates.append(await measure())
+        cpu.add(case, before, cpu.times(), lines)
+    return statistics.median(rates)
+
+
+async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         sio_port, api_port, ceiling_port = free_port(), free_port(), free_port()
@@ -124,19 +167,16 @@ async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, float]:
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
+            assert api.process is not None and sio.process is not None
+            cpu = CpuPerLine({"API": api.process.pid, "Socket.IO": sio.process.pid, "emit server": ceiling.pid})
+            cases: dict[str, tuple[Callable[[], Awaitable[float]], int]] = {
+                CEILING: (lambda: ceiling_rate(ceiling_url, lines), lines),
+                BATCHED: (lambda: livelog_rate(sio, api, lines, True), lines),
+                PER_LINE: (lambda: livelog_rate(sio, api, lines, False), lines),
+                SEED: (lambda: seed_style_rate(sio, seed_lines), seed_lines),
+            }
             figures = {
-                "ceiling (in-process emit, batches of 200)": await median_of(
-                    rounds, lambda: ceiling_rate(ceiling_url, lines)
-                ),
-                "livelog, `logs` batches, 1 client": await median_of(
-                    rounds, lambda: livelog_rate(sio, api, lines, True)
-                ),
-                "livelog, one `log` event per line, 1 client": await median_of(
-                    rounds, lambda: livelog_rate(sio, api, lines, False)
-                ),
-                "seed style (new httpx client per line)": await median_of(
-                    rounds, lambda: seed_style_rate(sio, seed_lines)
-                ),
+                case: await median_of(rounds, measure, cpu, case, count) for case, (measure, count) in cases.items()
             }
             dropped = api.health()["broadcaster"]["dropped"]
         finally:
@@ -148,10 +188,16 @@ async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, float]:
     for name, rate in figures.items():
         print(f"{name:55} {rate:>10.0f}")
     print(f"lines the broadcaster dropped: {dropped}")
-    livelog = figures["livelog, `logs` batches, 1 client"]
-    print(f"livelog/ceiling {livelog / figures['ceiling (in-process emit, batches of 200)']:.2f} (target >= 0.5)")
-    print(f"livelog/seed style {livelog / figures['seed style (new httpx client per line)']:.0f} (target >= 2000)")
-    return figures
+    livelog = figures[BATCHED]
+    print(f"livelog/ceiling {livelog / figures[CEILING]:.2f} (target >= 0.5)")
+    print(f"livelog/seed style {livelog / figures[SEED]:.0f} (target >= 2000)")
+    cpu_per_line = cpu.medians()
+    names = [*cpu.processes, CLIENT]
+    print(f"{'CPU per line, µs (median)':45}" + "".join(f"{name:>12}" for name in names) + f"{'in all':>10}")
+    for case in (CEILING, BATCHED):
+        us = cpu_per_line[case]
+        print(f"{case:45}" + "".join(f"{us[name]:>12.1f}" for name in names) + f"{sum(us.values()):>10.1f}")
+    return {**figures, "cpu_us_per_line": cpu_per_line}
 
 
 if __name__ == "__main__":
