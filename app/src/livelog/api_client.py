@@ -64,7 +64,10 @@ class ApiClient:
         response = await self._request("POST", "/api/viewer-tokens", json={"runs": runs, "ttl_s": ttl_s})
         if response.status_code == 503:
             return None
-        return cast(str, self._json(response)["token"])
+        body = self._json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+            raise ApiError(f"POST {self.base_url}/api/viewer-tokens: no token in the answer")
+        return str(body["token"])
 
     async def aclose(self) -> None:
         await self._http.aclose()
