@@ -286,7 +286,9 @@ def test_cluster_provision_is_idempotent_and_teardown_removes_only_its_own(moto:
     assert {i["InstanceId"] for i in live_instances(ec2, "lltest")} == {i["InstanceId"] for i in instances.values()}
 
     # --- teardown: everything tagged lltest goes, nothing else ---------------------------------------------------
-    succeeded(playbook("teardown-ec2.yml", extra, tmp_path))
+    torn = playbook("teardown-ec2.yml", extra, tmp_path)
+    succeeded(torn)
+    assert "Left allocated" not in output(torn), "its own, tagged, address is released, not named"
     assert live_instances(ec2, "lltest") == []
     assert ec2.describe_security_groups(Filters=tagged("lltest"))["SecurityGroups"] == []
     assert [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]
@@ -302,6 +304,37 @@ def test_cluster_provision_is_idempotent_and_teardown_removes_only_its_own(moto:
 
     again = succeeded(playbook("teardown-ec2.yml", extra, tmp_path))
     assert again["changed"] == 0
+
+
+def test_teardown_names_an_attached_address_it_cannot_tell_is_its_own(moto: str, ec2: Any, ssh_key: Path,
+                                                                         tmp_path: Path) -> None:
+    """A provisioning run stopped between allocating the Elastic IP and tagging it leaves an untagged address on
+    the instance: teardown leaves it allocated (it might be the operator's own) and says how to release it."""
+    extra = {
+        "livelog_ec2_region": REGION, "livelog_ec2_endpoint_url": moto, "livelog_ec2_deployment": "lluntag",
+        "livelog_ec2_layout": "single", "livelog_ec2_elastic_ip": True, "livelog_ec2_admin_cidr": ADMIN_CIDR,
+        "livelog_ec2_public_key_file": str(ssh_key), "livelog_ec2_wait_for_ssh": False,
+        "livelog_ec2_inventory_file": str(tmp_path / "lluntag.ini"),
+    }
+    succeeded(playbook("provision-ec2.yml", extra, tmp_path))
+    [address] = ec2.describe_addresses(Filters=tagged("lluntag"))["Addresses"]
+    ec2.delete_tags(Resources=[address["AllocationId"]], Tags=[{"Key": k} for k in tags(address)])
+    try:
+        # provisioning again finds the address on the instance (no second one) and tags it
+        succeeded(playbook("provision-ec2.yml", extra, tmp_path))
+        assert [a["AllocationId"] for a in ec2.describe_addresses(Filters=tagged("lluntag"))["Addresses"]] == [
+            address["AllocationId"]
+        ]
+        ec2.delete_tags(Resources=[address["AllocationId"]], Tags=[{"Key": k} for k in tags(address)])
+        torn = playbook("teardown-ec2.yml", extra, tmp_path)
+        succeeded(torn)
+        assert live_instances(ec2, "lluntag") == []
+        assert f"Left allocated: Elastic IP {address['PublicIp']} ({address['AllocationId']})" in output(torn)
+        assert f"--allocation-id {address['AllocationId']}" in output(torn)
+        # still allocated: the operator's to release (moto keeps the association of a terminated instance)
+        assert ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"]
+    finally:
+        ec2.release_address(AllocationId=address["AllocationId"])
 
 
 @pytest.mark.parametrize(
