@@ -23,7 +23,7 @@ from browser import launch, same_origin_api
 from conftest import Services
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from livelog.testing import Service
+from livelog.testing import Service, free_port
 
 KEY, SECRET = "viewer-test-key-0123", "viewer-test-secret-0123456789abcdef-0123456789"
 SETTINGS = {"LIVELOG_API_KEYS": KEY, "LIVELOG_VIEWER_TOKEN_SECRET": SECRET, "LIVELOG_QUEUE_SIZE": 200_000}
@@ -401,6 +401,26 @@ def test_a_fast_run_streams_whole_and_the_tab_answers(
     }
     record_property("viewer_fast_run", figures)
     print(f"\nviewer, 20,002 lines live in bursts of 20 every 5 ms: {json.dumps(figures)}")
+
+
+def test_a_run_whose_live_lines_never_arrive_is_shown_whole_once_it_ends(browser: Browser, services: Services) -> None:
+    """The API broadcasts to a port where nothing listens, so no line reaches the page live: once the run list says
+    the run has ended, the page reads what it lacks from the API."""
+    sio = services("socketio", **SETTINGS)
+    api = services("api", SOCKETIO_PORT=free_port(), **SETTINGS)
+    start(api, "never-live", workflow="chatter", lines=1000, interval_ms=10)
+    with viewer_page(browser, api) as page:
+        open_viewer(page, sio, api, "run=never-live")
+        loaded(page)
+        assert status(api, "never-live") == "running", "the page opened while the run went on"
+        shown_at_open = state(page)["last"]
+        while status(api, "never-live") == "running":
+            time.sleep(0.2)
+        total = len(stored(api, "never-live"))
+        assert total == 1002 and shown_at_open < total
+        wait_last(page, total)
+        assert page.evaluate("window.livelog.seqs()") == list(range(1, total + 1)), "no gap, no duplicate"
+        print(f"\nviewer: {shown_at_open} lines at open, the other {total - shown_at_open} read when the run ended")
 
 
 def test_a_reconnect_resumes_from_the_last_seq(browser: Browser, services: Services) -> None:

@@ -131,6 +131,7 @@ async function refreshRuns() {
     if (open) {
       const run = runs.find((candidate) => candidate.run_id === open.runId);
       if (run) describe(run);
+      if (run && run.status !== "running") open.stream.ended(run.lines);
     }
   } catch (error) {
     if (error instanceof Unauthorized) {

@@ -65,6 +65,12 @@ export class RunStream {
     }
   }
 
+  // the run has ended with `total` lines: any the live stream has not brought (lost on the way to this Socket.IO
+  // server, or still on it) are read from the API now, or reported, rather than missed without a word
+  ended(total) {
+    if (this.loaded && total > this.last) this.inOrder(() => this.fill(total));
+  }
+
   received(lines) {
     this.inOrder(async () => {
       const fresh = [];
