@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import websockets
 from conftest import Services
 
 from livelog.models import LogLine
@@ -210,6 +212,29 @@ async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object)
         "refused_origins": 0,
     }
     await client.close()
+
+
+# Engine.IO message packets whose Socket.IO payload is not a packet: an event with no data, an empty list, an
+# object, broken JSON, no type, an unknown type, a CONNECT_ERROR from a client
+NOT_SOCKETIO = ["2", "2[]", "2{}", "2[", "x", "9", "4{}"]
+
+
+async def test_a_packet_that_is_not_socketio_ends_its_session_without_a_traceback(fresh_sio: Service) -> None:
+    for payload in NOT_SOCKETIO:
+        url = f"ws://127.0.0.1:{fresh_sio.port}/socket.io/?EIO=4&transport=websocket"
+        async with websockets.connect(url) as ws:
+            assert str(await ws.recv()).startswith("0{")  # Engine.IO open
+            await ws.send("40")
+            assert str(await ws.recv()).startswith("40{")  # Socket.IO connect, answered
+            await ws.send(f"4{payload}")
+            while (answer := await asyncio.wait_for(ws.recv(), timeout=10)) == "2":  # a ping may come first
+                await ws.send("3")
+            assert answer == "1", f"{payload!r}: the server ends the Engine.IO session (close), not {answer!r}"
+    metrics = httpx.get(f"{fresh_sio.url}/metrics").text
+    assert f"livelog_packets_malformed_total {len(NOT_SOCKETIO)}.0" in metrics
+    log = fresh_sio.output()
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("it sent a packet that is not Socket.IO") == 1, "logged once, not once per packet"
 
 
 def test_viewer_page(sio: Service) -> None:

@@ -39,6 +39,7 @@ from livelog.models import (
     Subscription,
 )
 from livelog.origin_policy import OriginPolicy
+from livelog.packet_guard import PacketGuardedServer
 from livelog.room_emit import RoomEmitManager
 from livelog.text_packet import FastJson, TextPacket
 from livelog.viewer import ASSETS_PATH, viewer_assets, viewer_page
@@ -63,10 +64,10 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
         )
     )
     origins = _cors_origins(settings)
-    sio = socketio.AsyncServer(
+    sio = PacketGuardedServer(
         async_mode="asgi", cors_allowed_origins=origins, client_manager=manager, serializer=TextPacket, json=FastJson
     )
-    metrics = ServiceMetrics(lambda: _metrics(hub, edge, origins))
+    metrics = ServiceMetrics(lambda: _metrics(hub, edge, origins, sio))
     lag = metrics.histogram("emit_lag_seconds", "From a line's timestamp (logged) to its emit here, per batch's oldest")
     hub = LogHub(
         sio,
@@ -156,7 +157,9 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
     return RequestTimer(edge, metrics)
 
 
-def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy) -> Iterator[Metric]:
+def _metrics(
+    hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, sio: PacketGuardedServer
+) -> Iterator[Metric]:
     yield counter("lines_received", "Lines the broadcaster (or another node) handed to this node", hub.lines_received)
     yield counter("lines_emitted", "Lines emitted to rooms as single `log` events", hub.lines_emitted)
     yield gauge("clients", "Socket.IO clients connected", hub.clients)
@@ -170,6 +173,7 @@ def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy) ->
     )
     refused_origins = origins.refused if isinstance(origins, OriginPolicy) else 0
     yield counter("origins_refused", "Handshakes from a page whose origin is not allowed", refused_origins)
+    yield counter("packets_malformed", "Sessions closed for a packet that is not Socket.IO", sio.malformed.total)
 
 
 def _cors_origins(settings: Settings) -> str | OriginPolicy:
