@@ -127,3 +127,41 @@ async def test_lines_redis_did_not_take_are_not_counted_as_emitted(hub: LogHub) 
         await hub.publish(make_lines("q", 1, 5))
     assert hub.marks == {Event.LINE: {"q": 2}, Event.BATCH: {"q": 2}}
     assert hub.lines_received == 0
+
+
+async def test_a_subscribe_that_waited_while_its_client_left_keeps_nothing(served_hub: tuple[LogHub, str]) -> None:
+    """A subscribe waits for the hub's lock (an emit holds it); its client disconnects meanwhile: no subscription,
+    no room and no exception are left behind."""
+    hub, url = served_hub
+    client = socketio.AsyncClient()
+    await client.connect(url)
+    await eventually(lambda: hub.clients == 1, what="the client to connect")
+    async with hub.lock:
+        await client.emit("subscribe", {"run_id": "left", "batch": True})
+        await asyncio.sleep(0.2)  # the subscribe is waiting for the lock
+        await client.disconnect()
+        await eventually(lambda: hub.clients == 0, what="the server to see the client go")
+    await asyncio.sleep(0.2)  # the subscribe ran
+    assert hub.subscriptions == {} and hub.subscription_count() == 0
+    assert not hub.sio.manager.rooms.get("/", {}).get(room("left", Event.BATCH))
+
+
+async def test_subscribes_to_runs_unknown_here_take_no_room_in_the_marks(served_hub: tuple[LogHub, str]) -> None:
+    hub, url = served_hub
+    await hub.publish(make_lines("known", 1, 3))
+    client = await LogSubscriber(url, "known", batch=True).connect()
+    for number in range(50):
+        ack = await client.sio.call("subscribe", {"run_id": f"nobody-{number}", "batch": True}, timeout=5)
+        assert ack["ok"] and ack["runs"][f"nobody-{number}"] == {"first_seq": 1, "last_seq": 0}
+    assert hub.marks[Event.BATCH] == {"known": 3}, "any client may name any run: those it made up leave no mark"
+    await client.close()
+
+
+async def test_a_subscribe_whose_backlog_fails_is_refused_and_joins_nothing(served_hub: tuple[LogHub, str]) -> None:
+    hub, url = served_hub
+    client = await LogSubscriber(url, "elsewhere", batch=True).connect()
+    await hub.backlog.close()  # every read of it fails now
+    ack = await client.sio.call("subscribe", {"run_id": "broken", "after_seq": 0, "batch": True}, timeout=5)
+    assert ack == {"ok": False, "error": "the backlog could not be read; subscribe again"}
+    assert room("broken", Event.BATCH) not in hub.subscriptions[client.sio.get_sid()], "not in the room either"
+    await client.close()

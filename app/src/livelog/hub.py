@@ -44,6 +44,10 @@ class MessageQueueUnavailable(Exception):
     """Redis did not take an emit of lines, so the other nodes did not get them (python-socketio only logs it)."""
 
 
+class ClientGone(Exception):
+    """The client disconnected before its subscribe was handled."""
+
+
 class TooManySubscriptions(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"run_id: this connection has {limit} subscriptions, the most it may have")
@@ -148,6 +152,9 @@ class LogHub:
         joined = room(sub.run_id, event)
         replay = Replay()
         async with self.lock:
+            # the subscribe may have waited for the lock while the client went: nothing to join, nothing to keep
+            if not self.sio.manager.is_connected(sid, "/"):
+                raise ClientGone(sid)
             rooms = self.subscriptions[sid]
             if joined in rooms:
                 return replay
@@ -155,16 +162,23 @@ class LogHub:
                 raise TooManySubscriptions(self.max_subscriptions)
             await self.sio.enter_room(sid, joined)
             rooms.add(joined)
-            per_run: list[list[LogLine]] = []
-            for run_id, after_seq in reversed(await self._replay_plan(sub)):  # the newest runs first
-                mark = self.marks[event].get(run_id)
-                if mark is None:  # a run this node has not emitted yet: live lines follow what the backlog has
-                    mark = self.marks[event][run_id] = await self.backlog.last_seq(run_id)
-                budget = self.max_replay_lines - replay.lines
-                lines = await self.backlog.since(run_id, after_seq, up_to=mark, limit=budget) if budget else []
-                replay.lines += len(lines)
-                replay.runs[run_id] = {"first_seq": lines[0]["seq"] if lines else mark + 1, "last_seq": mark}
-                per_run.append(lines)
+            try:
+                per_run: list[list[LogLine]] = []
+                for run_id, after_seq in reversed(await self._replay_plan(sub)):  # the newest runs first
+                    mark = self.marks[event].get(run_id)
+                    if mark is None:  # a run this node has not emitted yet: live lines follow what the backlog has
+                        mark = await self.backlog.last_seq(run_id)
+                        if mark:  # a run unknown here takes no room (any client may name any run)
+                            self.marks[event][run_id] = mark
+                    budget = self.max_replay_lines - replay.lines
+                    lines = await self.backlog.since(run_id, after_seq, up_to=mark, limit=budget) if budget else []
+                    replay.lines += len(lines)
+                    replay.runs[run_id] = {"first_seq": lines[0]["seq"] if lines else mark + 1, "last_seq": mark}
+                    per_run.append(lines)
+            except BaseException:  # not subscribed, then: the client may subscribe again and be replayed
+                await self.sio.leave_room(sid, joined)
+                rooms.discard(joined)
+                raise
             for lines in reversed(per_run):
                 await self._replay(sid, event, lines)
         return replay
@@ -172,7 +186,8 @@ class LogHub:
     async def unsubscribe(self, sid: str, sub: Subscription) -> None:
         left = room(sub.run_id, Event.of(sub.batch))
         await self.sio.leave_room(sid, left)
-        self.subscriptions[sid].discard(left)
+        if (rooms := self.subscriptions.get(sid)) is not None:
+            rooms.discard(left)
 
     def connected(self, sid: str) -> None:
         self.clients += 1

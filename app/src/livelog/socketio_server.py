@@ -8,6 +8,7 @@ What happens to lines is the hub's job (hub.py).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -26,7 +27,14 @@ from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.connection_limit import ConnectionLimit
 from livelog.http_body import BodyLimit, json_body, json_body_openapi
 from livelog.http_errors import answer_errors
-from livelog.hub import HubRedisManager, LogHub, MessageQueueUnavailable, TooManySubscriptions, room
+from livelog.hub import (
+    ClientGone,
+    HubRedisManager,
+    LogHub,
+    MessageQueueUnavailable,
+    TooManySubscriptions,
+    room,
+)
 from livelog.logs import TaggedLogger
 from livelog.metrics import RequestTimer, ServiceMetrics, counter, gauge
 from livelog.models import (
@@ -251,6 +259,8 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret:
         hub.disconnected(sid)
 
     async def subscribe(sid: str, sub: Subscription) -> Ack:
+        if not sio.manager.is_connected(sid, "/"):  # it went while its event waited: no session, no room
+            return {"ok": False, "error": "not connected"}
         if viewer_token_secret is not None:
             grant: Grant = (await sio.get_session(sid))["grant"]
             if grant.expires <= time.time():
@@ -261,6 +271,11 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret:
             replay = await hub.subscribe(sid, sub)
         except TooManySubscriptions as exc:
             return {"ok": False, "error": str(exc)}
+        except ClientGone:
+            return {"ok": False, "error": "not connected"}
+        except (RedisError, sqlite3.Error) as exc:
+            log.warning("A subscribe to %s failed: the backlog could not be read (%s)", sub.run_id, exc)
+            return {"ok": False, "error": "the backlog could not be read; subscribe again"}
         joined = room(sub.run_id, Event.of(sub.batch))
         return {"ok": True, "room": joined, "replayed": replay.lines, "runs": replay.runs}
 
