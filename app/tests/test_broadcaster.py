@@ -160,3 +160,20 @@ async def test_a_rejected_batch_is_dropped_and_counted(shared_pair: tuple[Servic
     broadcaster.broadcast(make_lines("rejected", 1, 1)[0])
     await eventually(lambda: broadcaster.sent == 1, what="the next line to go through")
     await broadcaster.close()
+
+
+async def test_a_batch_too_large_for_the_server_goes_in_halves_in_order(services: Services) -> None:
+    """A Socket.IO server that takes smaller bodies than the broadcaster's batches (LIVELOG_MAX_BODY_BYTES lowered
+    on its host): the 413'd batch is split until its parts are taken, and every line arrives once, in order."""
+    sio = services("socketio", LIVELOG_MAX_BODY_BYTES=8192)
+    client = await LogSubscriber(sio.url, "halves").connect()
+    broadcaster = HttpBroadcaster(sio.url, **FAST_RETRY)
+    await broadcaster.start()
+    for line in make_lines("halves", 1, 200):  # queued at once: one batch of about 40 KB
+        broadcaster.broadcast({**line, "message": f"{line['message']} " + "x" * 100})
+    await eventually(lambda: broadcaster.sent == 200, what="every line sent")
+    assert broadcaster.dropped == 0 and broadcaster.failures >= 1, "413s, then parts that fit"
+    await eventually(lambda: len(client.lines) == 200, what="every line at the client")
+    assert client.seqs() == list(range(1, 201)) and client.duplicates == 0 and client.gaps == []
+    await client.close()
+    await broadcaster.close()

@@ -30,10 +30,11 @@ JSON_BODY = {"content-type": "application/json"}
 REJECTED_STATUSES = frozenset({400, 413, 422})
 
 
-# a batch's body stays under this (the Socket.IO server takes up to LIVELOG_MAX_BODY_BYTES, 2 MiB by default);
-# a line's JSON without its message is about LINE_BYTES
+# a batch's body stays under this (the Socket.IO server takes up to LIVELOG_MAX_BODY_BYTES, 2 MiB by default; a
+# batch it refuses as too large is sent again in halves); a line's JSON without its message is about LINE_BYTES,
+# and a character of its message at most 6 (a control character, escaped as \u001b)
 BATCH_BYTES = 1024 * 1024
-LINE_BYTES = 120
+LINE_BYTES = 160
 
 
 class ErrorKind(StrEnum):
@@ -72,6 +73,10 @@ class BatchRejected(BroadcastFailed):
     """The server will never accept this batch: it is dropped (counted), not retried."""
 
     retry = False
+
+
+class BatchTooLarge(BatchRejected):
+    """The server refused the batch's size (413): its halves are sent instead, down to single lines."""
 
 
 def log_endpoints(endpoints: list[str]) -> None:
@@ -235,8 +240,8 @@ class HttpBroadcaster:
         batch: list[LogLine] = []
         size = 0
         while self._queue and len(batch) < self._batch_max:
-            # UTF-8: at most 4 bytes a character (and a malformed line must not stop the broadcaster)
-            size += LINE_BYTES + 4 * len(str(self._queue[0].get("message", "")))
+            # str(): a malformed line must not stop the broadcaster
+            size += LINE_BYTES + 6 * len(str(self._queue[0].get("message", "")))
             if batch and size > BATCH_BYTES:
                 break
             batch.append(self._queue.popleft())
@@ -252,6 +257,10 @@ class HttpBroadcaster:
                 self.failures_by_kind[error.kind] += 1
                 self.last_failure = error
                 self._errors.warning(error)
+                if isinstance(error, BatchTooLarge):  # in order: the first half, then the second
+                    await self._deliver(batch[: len(batch) // 2])
+                    await self._deliver(batch[len(batch) // 2 :])
+                    return
                 if not error.retry:
                     self.dropped += len(batch)
                     return
@@ -284,6 +293,8 @@ class HttpBroadcaster:
         if response.is_success:
             return
         detail = f"HTTP {response.status_code} from {url}: {response.text[:200]}"
+        if response.status_code == 413 and len(batch) > 1:
+            raise BatchTooLarge(f"{detail} (sending its {len(batch)} lines in two halves)")
         if response.status_code in REJECTED_STATUSES:
             raise BatchRejected(f"{detail} (dropped {len(batch)} lines)")
         raise BroadcastFailed(detail)
