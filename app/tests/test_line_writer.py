@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sqlite3
@@ -61,6 +62,17 @@ async def test_a_full_queue_drops_new_lines_counted_and_logged(
     assert [line["seq"] for line in await store.lines("flood", 0, 100)] == list(range(1, 11))
     assert store.writer.dropped == 5 and store.writer.pending == 0
     assert "Left 1 line(s) out of the run store (1 in all): 10 lines already wait to be written" in caplog.text
+    await store.close()
+
+
+async def test_a_batch_the_store_cannot_take_is_counted_and_the_writer_goes_on(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "odd")
+    store.append_line({**make_lines("odd", 1, 1)[0], "message": "a lone surrogate \ud800"})  # SQLite cannot encode it
+    async with asyncio.timeout(30):  # a writer that died would leave settle waiting for good
+        await store.writer.settle()
+    assert store.writer.dropped == 1
+    store.append_line(make_lines("odd", 2, 2)[0])
+    assert [line["seq"] for line in await store.lines("odd", 0, 10)] == [2], "the next line is written"
     await store.close()
 
 

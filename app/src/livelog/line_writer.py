@@ -11,7 +11,6 @@ being committed, a few milliseconds' worth; a stop writes everything first (`clo
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 from livelog import sqlite
@@ -80,8 +79,9 @@ class LineWriter:
                     await asyncio.to_thread(self._write, batch)
                     self.written += len(batch)
                     self.batches += 1
-                except sqlite3.Error as exc:
-                    self._drop(len(batch), f"the store refused them: {exc}")
+                except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode: the writer
+                    # must go on, or every reader would wait for it for good
+                    self._drop(len(batch), f"the store refused them: {type(exc).__name__}: {exc}")
                 async with self._progress:
                     self._handled += len(batch)
                     self._progress.notify_all()
