@@ -275,6 +275,19 @@ def test_lines_trimmed_from_the_store_are_reported(page: Page, servers: tuple[Se
     expect(page.locator("#log-rows .row")).to_have_count(12)
 
 
+def test_a_hole_in_the_stored_lines_is_reported(page: Page, servers: tuple[Service, Service]) -> None:
+    """Lines missing in the middle of what the API has (the store left them out when its queue was full): the page
+    says which, and shows the others in order."""
+    sio, api = servers
+    finished(api, "holed", workflow="chatter", lines=20, interval_ms=0)
+    with sqlite3.connect(Path(api.env["LIVELOG_DATA_DIR"]) / "api.sqlite3") as store:
+        store.execute("DELETE FROM lines WHERE run_id = 'holed' AND seq BETWEEN 5 AND 7")
+    open_viewer(page, sio, api, "run=holed")
+    expect(page.locator("#notice")).to_have_text("lines 5\u20137 are not stored")  # an en dash
+    expect(page.locator("#log-rows .row")).to_have_count(19)
+    assert rendered_seqs(page) == [1, 2, 3, 4, *range(8, 23)]
+
+
 def test_ansi_colour_levels_and_download(page: Page, servers: tuple[Service, Service], tmp_path: Path) -> None:
     sio, api = servers
     finished(api, "colours", workflow="colour-demo", lines=30, interval_ms=0)

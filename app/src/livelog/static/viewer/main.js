@@ -216,6 +216,7 @@ function route() {
   const params = fragment();
   if (params.has("token")) {  // a token pasted into the address bar of an open page
     api = new Api(takeToken());
+    if (open) open.stream.api = api;  // the open run reads with the new token too
     socket.disconnect().connect();
   }
   const runId = params.get("run");

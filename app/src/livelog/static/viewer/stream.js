@@ -104,7 +104,12 @@ export class RunStream {
       if (stored && this.last === 0 && page.length && page[0].seq > 1) this.onTrimmed(page[0].seq - 1);
       const lines = page.filter((line) => line.seq <= upTo);
       if (!lines.length) break;
-      if (!stored && lines[0].seq !== this.last + 1) this.onNotice(`lines ${this.last + 1}–${lines[0].seq - 1} are not stored`);
+      // holes in what the API has (lines the store left out when its queue was full) are said, not skipped
+      let before = stored && this.last === 0 ? lines[0].seq - 1 : this.last;
+      for (const line of lines) {
+        if (line.seq !== before + 1) this.onNotice(`lines ${before + 1}–${line.seq - 1} are not stored`);
+        before = line.seq;
+      }
       this.accept(lines);
       if (page.length < limit) break;
     }
