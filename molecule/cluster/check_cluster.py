@@ -36,6 +36,9 @@ from livelog.api_client import ApiClient
 from livelog.subscriber import LogSubscriber
 
 FOLLOWERS = 10  # of each kind: tail processes and LogSubscribers
+# a bound for a subscribe (connect, replay, ack) on a loaded machine, not a performance claim: with another
+# molecule lane beside it, one took more than 10 s
+SUBSCRIBE_WAIT_S = 45
 # phase 3 checks the lines up to this many past the redeploy's end (about 5 s of the run at 5 ms a line)
 ROLLING_LINES_AFTER = 1000
 
@@ -105,7 +108,7 @@ async def rolling(
         name = f"{'nginx' if first == nginx else 'node ' + first + ', then nginx'} #{n}"
         clients[name] = LogSubscriber(urls, run_id, batch=n % 2 == 0, token=token, verify_tls=False, history=history)
     for client in clients.values():
-        await client.connect()
+        await client.connect(wait_seconds=SUBSCRIBE_WAIT_S)
     Path(args.rolling_ready_file).write_text("redeploy now\n")
     async with asyncio.timeout(900):
         while not Path(args.rolling_done_file).exists():
@@ -155,7 +158,7 @@ async def main(args: argparse.Namespace) -> int:
         clients = {f"node {node}": subscriber(node, run_id) for node in nodes}
         clients["nginx"] = subscriber(nginx, run_id)
         for client in clients.values():
-            await client.connect()
+            await client.connect(wait_seconds=SUBSCRIBE_WAIT_S)
         started = time.perf_counter()
         problems = await wait_all(clients, total, 60)
         print(f"  clients done {time.perf_counter() - started:.1f} s after subscribing")
@@ -173,9 +176,12 @@ async def main(args: argparse.Namespace) -> int:
             urls = [nodes[0], nginx] if n % 2 == 0 else [nginx]
             name = f"{'node 1, then nginx' if n % 2 == 0 else 'nginx'} #{n}"
             clients[name] = LogSubscriber(urls, run_id, batch=n % 4 < 2, token=token, verify_tls=False, history=history)
-        for client in clients.values():
-            await client.connect()
-        async with asyncio.timeout(170):  # verify.yml waits 180 s for the ready file
+        for name, client in clients.items():
+            began = time.perf_counter()
+            await client.connect(wait_seconds=SUBSCRIBE_WAIT_S)
+            replayed = client.acks[-1].get("replayed")
+            print(f"  {name}: subscribed in {time.perf_counter() - began:.1f} s, {replayed} lines replayed")
+        async with asyncio.timeout(170):  # verify.yml waits 400 s for the ready file
             while any(client.last_seq() < args.stop_after for client in clients.values()):
                 await asyncio.sleep(0.05)
         Path(args.ready_file).write_text("stop the node now\n")
