@@ -15,7 +15,15 @@ import pytest
 import socketio
 
 from livelog.backlog import SqliteBacklog
-from livelog.hub import Event, HubRedisManager, LogHub, MessageQueueUnavailable, room, rooms_of_line
+from livelog.hub import (
+    MAX_TRACKED_RUNS,
+    Event,
+    HubRedisManager,
+    LogHub,
+    MessageQueueUnavailable,
+    room,
+    rooms_of_line,
+)
 from livelog.models import ALL_RUNS
 from livelog.room_emit import RoomEmitManager
 from livelog.socketio_server import register_events
@@ -51,6 +59,35 @@ def test_marks_let_each_line_out_once(hub: LogHub) -> None:
     assert [line["seq"] for line in hub.advance_marks(Event.LINE, make_lines("b", 1, 2))] == [1, 2], "runs apart"
     assert len(hub.advance_marks(Event.BATCH, make_lines("a", 1, 8))) == 8, "events have marks of their own"
     assert hub.marks == {Event.LINE: {"a": 8, "b": 2}, Event.BATCH: {"a": 8}}
+
+
+def test_the_marks_of_the_most_active_runs_are_kept(hub: LogHub) -> None:
+    hub.advance_marks(Event.LINE, make_lines("busy", 1, 1))
+    for number in range(MAX_TRACKED_RUNS - 1):
+        hub.advance_marks(Event.LINE, make_lines(f"once-{number}", 1, 1))
+    hub.advance_marks(Event.LINE, make_lines("busy", 2, 2))  # the first run with a mark, and active again
+    hub.advance_marks(Event.LINE, make_lines("newest", 1, 1))
+    assert len(hub.marks[Event.LINE]) == MAX_TRACKED_RUNS
+    assert hub.marks[Event.LINE]["busy"] == 2, "a run still logging keeps its mark"
+    assert "once-0" not in hub.marks[Event.LINE], "the quietest run went"
+
+
+async def test_a_run_quiet_past_the_backlogs_age_is_forgotten_so_a_new_run_with_its_id_goes_out(
+    tmp_path: Path,
+) -> None:
+    """The API holds a removed run's id longer than a node remembers the run: a new run with that id, lines from
+    seq 1, must go out, not be taken for a retry of the old one."""
+    backlog = SqliteBacklog(tmp_path / "backlog.sqlite3", per_run=1000, check_every_s=0, max_age_s=0.2)
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=RoomEmitManager())
+    hub = LogHub(sio, backlog, forget_after_s=0.2)
+    assert await hub.publish(make_lines("nightly", 1, 5)) == 5
+    assert await hub.publish(make_lines("nightly", 1, 3)) == 0, "a retry within the age goes out once"
+    await asyncio.sleep(0.3)
+    again = make_lines("nightly", 1, 3)
+    assert await hub.publish(again) == 3
+    assert hub.marks == {Event.LINE: {"nightly": 3}, Event.BATCH: {"nightly": 3}}
+    assert await backlog.since("nightly", 0) == again, "the backlog replays the new run, not the old one"
+    await backlog.close()
 
 
 async def test_publish_emits_only_lines_not_emitted_yet(hub: LogHub) -> None:

@@ -87,6 +87,11 @@ def test_retention_keeps_the_newest_runs_within_the_line_limit(module_services: 
     runs = httpx.get(f"{api.url}/api/runs", headers={"Authorization": f"Bearer {KEY}"}).json()
     assert sorted(run["run_id"] for run in runs) == [f"kept-{number}" for number in range(3, 8)]
     assert "Retention removed 1 runs (oldest: kept-0)" in api.output()
+    # the Socket.IO server may still hold the removed run's lines and marks: its id is not used again meanwhile
+    for path, body in [("/api/test-log", {"run_id": "kept-0"}), ("/api/runs", {"run_id": "kept-1"})]:
+        held = post(api, path, json=body)
+        assert held.status_code == 409, held.text
+        assert "belonged to a run that retention removed; it may be used again from" in held.json()["detail"]
 
 
 def test_retention_removes_runs_older_than_the_age_limit(module_services: Services) -> None:
@@ -97,6 +102,19 @@ def test_retention_removes_runs_older_than_the_age_limit(module_services: Servic
     headers = {"Authorization": f"Bearer {KEY}"}
     assert httpx.get(f"{api.url}/api/runs/aged", headers=headers).status_code == 404
     assert httpx.get(f"{api.url}/api/runs/fresh", headers=headers).status_code == 200
+
+
+async def test_the_backlog_neither_replays_nor_keeps_lines_past_their_age(tmp_path: Path) -> None:
+    backlog = SqliteBacklog(tmp_path / "backlog.sqlite3", per_run=10, check_every_s=0, max_age_s=0.2)
+    await backlog.add(make_lines("aged", 1, 5))
+    await asyncio.sleep(0.3)
+    assert await backlog.last_seq("aged") == 0, "an idle node does not replay lines past their age"
+    await backlog.add(make_lines("reused", 1, 5))
+    await asyncio.sleep(0.3)
+    again = make_lines("reused", 1, 2)
+    await backlog.add(again)
+    assert await backlog.since("reused", 0) == again, "a run with the id of one expired is kept whole"
+    await backlog.close()
 
 
 async def test_the_backlog_keeps_at_most_its_line_limit(tmp_path: Path) -> None:

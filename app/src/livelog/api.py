@@ -33,7 +33,11 @@ UNAUTHORIZED: Responses = {401: {"description": "No API key, or not a valid one"
 UNREADABLE: Responses = {400: {"description": "The body could not be read as JSON"}}
 READ: Responses = {**UNAUTHORIZED, 403: {"description": "The viewer token does not cover this run"}}
 NOT_FOUND: Responses = {**READ, 404: {"description": "No such run"}}
-TAKEN: Responses = {**UNAUTHORIZED, **UNREADABLE, 409: {"description": "The run id is taken"}}
+TAKEN: Responses = {
+    **UNAUTHORIZED,
+    **UNREADABLE,
+    409: {"description": "The run id is taken, or held for 25 hours after retention removed its run"},
+}
 STARTED: Responses = {**TAKEN, 429: {"description": "This API key has the most runs going it may have"}}
 
 

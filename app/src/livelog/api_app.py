@@ -19,7 +19,7 @@ from livelog.http_body import BodyLimit
 from livelog.http_errors import answer_errors
 from livelog.logs import TaggedLogger
 from livelog.metrics import RequestTimer, ServiceMetrics, counter, gauge
-from livelog.runs import RunExists, RunManager, TooManyRuns
+from livelog.runs import RunExists, RunIdHeld, RunManager, TooManyRuns
 from livelog.store import RunStore
 
 log = TaggedLogger("livelog.api", "[EXECUTOR]")
@@ -65,6 +65,7 @@ def create_api(settings: Settings) -> FastAPI:
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RunExists, _answer(409))
+    app.add_exception_handler(RunIdHeld, _answer(409))
     app.add_exception_handler(TooManyRuns, _answer(429))
     answer_errors(app, log)
     app.include_router(router)

@@ -56,15 +56,16 @@ class SqliteBacklog:
     async def add(self, lines: list[LogLine]) -> None:
         with self._db:
             self._db.execute("BEGIN")
+            self._expire()  # first: a new run with the id of one expired must not meet its lines
             self._db.executemany(sqlite.INSERT_LINE_IF_NEW, map(sqlite.to_row, lines))
             for run_id in {line["run_id"] for line in lines}:
                 self._db.execute(
                     "DELETE FROM lines WHERE run_id = ? AND seq <= (SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",
                     (run_id, run_id, self.per_run),
                 )
-            self._expire()
 
     async def since(self, run_id: str, after_seq: int, up_to: int = MAX_SEQ, limit: int = MAX_SEQ) -> list[LogLine]:
+        self._expire()
         rows = self._db.execute(
             f"{sqlite.SELECT_LINES} WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
             (run_id, after_seq, up_to, limit),
@@ -72,10 +73,12 @@ class SqliteBacklog:
         return [sqlite.to_line(row) for row in reversed(rows.fetchall())]
 
     async def last_seq(self, run_id: str) -> int:
+        self._expire()
         row = self._db.execute("SELECT MAX(seq) FROM lines WHERE run_id = ?", (run_id,)).fetchone()
         return int(row[0] or 0)
 
     async def recent_runs(self) -> list[str]:
+        self._expire()
         rows = self._db.execute(
             "SELECT run_id FROM lines GROUP BY run_id ORDER BY MAX(ts) DESC LIMIT ?", (MAX_REPLAY_RUNS,)
         )
@@ -85,6 +88,8 @@ class SqliteBacklog:
         self._db.close()
 
     def _expire(self) -> None:
+        """At most once every `check_every_s`: drop lines past their age, then the quietest runs while over
+        `max_lines`. Reads expire too, so an idle node does not replay lines past their age."""
         now = time.time()
         if now < self._next_expiry:
             return

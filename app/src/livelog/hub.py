@@ -16,12 +16,15 @@ from typing import Any
 import socketio
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from livelog.backlog import Backlog
+from livelog.backlog import RETENTION_SECONDS, Backlog
 from livelog.models import ALL_RUNS, Event, LogLine, Subscription
 from livelog.room_emit import RoomEmitManager
 
-# runs whose highest emitted seq a node remembers
+# runs whose highest emitted seq a node remembers, and for how long after their last line: as long as any
+# backlog keeps a run's lines, and no longer (the API holds a removed run's id for longer, so a new run with that
+# id starts from nothing here)
 MAX_TRACKED_RUNS = 10_000
+FORGET_QUIET_RUNS_S = RETENTION_SECONDS
 # lines per `logs` event of a replay
 REPLAY_CHUNK = 200
 
@@ -82,6 +85,7 @@ class LogHub:
         max_subscriptions: int = 100,
         max_replay_lines: int = 1000,
         observe_lag: Callable[[float], None] | None = None,
+        forget_after_s: float = FORGET_QUIET_RUNS_S,
     ) -> None:
         self.sio = sio
         self.observe_lag = observe_lag
@@ -90,6 +94,9 @@ class LogHub:
         self.max_replay_lines = max_replay_lines
         self.lock = asyncio.Lock()
         self.marks: dict[Event, dict[str, int]] = {event: {} for event in Event}
+        # when each run with a mark last moved one (monotonic), the quietest first
+        self.last_moved: dict[str, float] = {}
+        self.forget_after_s = forget_after_s
         self.clients = 0
         self.subscriptions: dict[str, set[str]] = defaultdict(set)
         self.lines_received = 0
@@ -97,15 +104,33 @@ class LogHub:
 
     def advance_marks(self, event: Event, lines: list[LogLine]) -> list[LogLine]:
         """Move the marks of `event` past `lines` (call under `lock`); return the lines that moved them."""
+        self.forget_quiet_runs()
         marks = self.marks[event]
         moved = []
         for line in lines:
             if line["seq"] > marks.get(line["run_id"], 0):
                 marks[line["run_id"]] = line["seq"]
                 moved.append(line)
-        while len(marks) > MAX_TRACKED_RUNS:
-            del marks[next(iter(marks))]
+        self._moved({line["run_id"] for line in moved})
         return moved
+
+    def forget_quiet_runs(self) -> None:
+        """Drop the marks of runs quiet for `forget_after_s`, and of the quietest while more than MAX_TRACKED_RUNS
+        have marks (call under `lock`)."""
+        last_moved = self.last_moved
+        cutoff = time.monotonic() - self.forget_after_s
+        while last_moved and (len(last_moved) > MAX_TRACKED_RUNS or next(iter(last_moved.values())) <= cutoff):
+            run_id = next(iter(last_moved))
+            del last_moved[run_id]
+            for marks in self.marks.values():
+                marks.pop(run_id, None)
+
+    def _moved(self, run_ids: set[str]) -> None:
+        now = time.monotonic()
+        for run_id in run_ids:
+            self.last_moved.pop(run_id, None)  # to the end: the most recently active
+            self.last_moved[run_id] = now
+        self.forget_quiet_runs()
 
     async def publish(self, lines: list[LogLine]) -> int:
         """Store lines in the backlog and emit those not emitted yet; return how many went out as `log`."""
@@ -155,6 +180,7 @@ class LogHub:
             # the subscribe may have waited for the lock while the client went: nothing to join, nothing to keep
             if not self.sio.manager.is_connected(sid, "/"):
                 raise ClientGone(sid)
+            self.forget_quiet_runs()
             rooms = self.subscriptions[sid]
             if joined in rooms:
                 return replay
@@ -170,6 +196,7 @@ class LogHub:
                         mark = await self.backlog.last_seq(run_id)
                         if mark:  # a run unknown here takes no room (any client may name any run)
                             self.marks[event][run_id] = mark
+                            self._moved({run_id})
                     budget = self.max_replay_lines - replay.lines
                     lines = await self.backlog.since(run_id, after_seq, up_to=mark, limit=budget) if budget else []
                     replay.lines += len(lines)

@@ -30,6 +30,13 @@ class RunExists(Exception):
         self.run_id = run_id
 
 
+class RunIdHeld(Exception):
+    def __init__(self, run_id: str, until: float) -> None:
+        free = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+        super().__init__(f"run id {run_id} belonged to a run that retention removed; it may be used again from {free}")
+        self.run_id = run_id
+
+
 class TooManyRuns(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"this API key has {limit} runs going, the most it may have; start more when one ends")
@@ -82,7 +89,8 @@ class RunManager:
     def start(self, request: RunRequest, owner: str = "") -> str:
         """Start a workflow run for `owner` (who asked: an API key's id); return its id.
 
-        Raises TooManyRuns when the owner has the most runs going it may have, RunExists when the id is taken.
+        Raises TooManyRuns when the owner has the most runs going it may have, RunExists when the id is taken,
+        RunIdHeld when retention removed a run with that id lately.
         """
         if self._running[owner] >= self._max_runs_per_owner:
             raise TooManyRuns(self._max_runs_per_owner)
@@ -118,6 +126,8 @@ class RunManager:
 
     def _create(self, run_id: str | None, workflow: str, params: dict[str, Any]) -> str:
         run_id = run_id or uuid.uuid4().hex[:16]
+        if (until := self.store.held_until(run_id)) is not None:
+            raise RunIdHeld(run_id, until)
         if not self.store.create_run(run_id, workflow, params):
             raise RunExists(run_id)
         return run_id

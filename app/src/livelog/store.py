@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from livelog import sqlite
+from livelog.backlog import RETENTION_SECONDS
 from livelog.line_writer import LineWriter
 from livelog.models import LogLine, Run, RunStatus
 
@@ -20,6 +21,10 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, params TEXT NOT NULL,
     created REAL NOT NULL, finished REAL, error TEXT, lines INTEGER NOT NULL DEFAULT 0)
 """
+# the ids of runs retention removed, held this long: a Socket.IO node forgets a quiet run (its backlog lines, the
+# highest seq it emitted) after RETENTION_SECONDS, and a new run with the id must not be taken for the old one there
+_RETIRED_IDS_TABLE = "CREATE TABLE IF NOT EXISTS retired_ids (run_id TEXT PRIMARY KEY, retired REAL NOT NULL)"
+RETIRED_ID_HOLD_S = RETENTION_SECONDS + 3600
 _SELECT_RUNS = "SELECT run_id, workflow, status, params, created, finished, error, lines FROM runs"
 
 
@@ -27,6 +32,7 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self._db = sqlite.connect(path)
         self._db.execute(_RUNS_TABLE)
+        self._db.execute(_RETIRED_IDS_TABLE)
         self._db.execute("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)")
         self.writer = LineWriter(path)
 
@@ -41,6 +47,11 @@ class RunStore:
             (run_id, workflow, "running", json.dumps(params), time.time()),
         )
         return cursor.rowcount == 1
+
+    def held_until(self, run_id: str) -> float | None:
+        """When the id of a run retention removed may be used again; None if it is not held."""
+        row = self._db.execute("SELECT retired FROM retired_ids WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] + RETIRED_ID_HOLD_S if row and row[0] + RETIRED_ID_HOLD_S > time.time() else None
 
     async def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         await self.writer.settle()  # a finished run has all its lines
@@ -86,8 +97,10 @@ class RunStore:
 
     def prune(self, max_age_s: float, max_lines: int) -> list[str]:
         """Delete finished runs older than `max_age_s`, then the oldest finished runs while the store holds more
-        than `max_lines` lines; return the ids deleted. Running runs are never deleted."""
-        cutoff = time.time() - max_age_s
+        than `max_lines` lines; return the ids deleted, which are held for RETIRED_ID_HOLD_S. Running runs are never
+        deleted."""
+        now = time.time()
+        cutoff = now - max_age_s
         doomed = []
         total = self._db.execute("SELECT COALESCE(SUM(lines), 0) FROM runs").fetchone()[0]
         # oldest first, read only as far as needed: the aged runs, then older runs while over the line limit
@@ -104,6 +117,8 @@ class RunStore:
             for run_id in doomed:
                 self._db.execute("DELETE FROM lines WHERE run_id = ?", (run_id,))
                 self._db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            self._db.executemany("INSERT OR REPLACE INTO retired_ids VALUES (?, ?)", ((r, now) for r in doomed))
+            self._db.execute("DELETE FROM retired_ids WHERE retired <= ?", (now - RETIRED_ID_HOLD_S,))
         return doomed
 
     async def close(self) -> None:
