@@ -36,7 +36,7 @@ NOT_FOUND: Responses = {**READ, 404: {"description": "No such run"}}
 TAKEN: Responses = {
     **UNAUTHORIZED,
     **UNREADABLE,
-    409: {"description": "The run id is taken, or held for 25 hours after retention removed its run"},
+    409: {"description": "The run id is taken, or held for a week after retention removed its run"},
 }
 STARTED: Responses = {**TAKEN, 429: {"description": "This API key has the most runs going it may have"}}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from livelog import sqlite
+from livelog.auth import MAX_TTL_S
 from livelog.backlog import RETENTION_SECONDS
 from livelog.line_writer import LineWriter
 from livelog.models import LogLine, Run, RunStatus
@@ -21,10 +22,11 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, params TEXT NOT NULL,
     created REAL NOT NULL, finished REAL, error TEXT, lines INTEGER NOT NULL DEFAULT 0)
 """
-# the ids of runs retention removed, held this long: a Socket.IO node forgets a quiet run (its backlog lines, the
-# highest seq it emitted) after RETENTION_SECONDS, and a new run with the id must not be taken for the old one there
+# the ids of runs retention removed, held this long: a new run with one must not be taken for the old one by a
+# Socket.IO node (which forgets a quiet run's lines and marks after RETENTION_SECONDS), nor be readable with a
+# viewer token given out for the old one (which lasts MAX_TTL_S at most)
 _RETIRED_IDS_TABLE = "CREATE TABLE IF NOT EXISTS retired_ids (run_id TEXT PRIMARY KEY, retired REAL NOT NULL)"
-RETIRED_ID_HOLD_S = RETENTION_SECONDS + 3600
+RETIRED_ID_HOLD_S = max(RETENTION_SECONDS, MAX_TTL_S) + 3600
 _SELECT_RUNS = "SELECT run_id, workflow, status, params, created, finished, error, lines FROM runs"
 
 
@@ -33,6 +35,7 @@ class RunStore:
         self._db = sqlite.connect(path)
         self._db.execute(_RUNS_TABLE)
         self._db.execute(_RETIRED_IDS_TABLE)
+        self._db.execute("CREATE INDEX IF NOT EXISTS retired_ids_by_time ON retired_ids (retired)")
         self._db.execute("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)")
         self.writer = LineWriter(path)
 
