@@ -1,10 +1,11 @@
 """Latency and fan-out through a real nginx: the deployment `make deploy-local` made (a systemd container).
 
 Each case starts a `chatter` run at a steady rate through nginx's /api/ (with the deployment's API key) while N
-python-socketio clients, on the container and through its nginx (TLS, WebSocket, a viewer token), watch it
-(bench/fanout_clients.py, several processes). Reports per case: lines delivered/expected, latency p50/p99/max
-(the line's timestamp, when the workflow logged it, to its arrival at a client), disconnects, and the Socket.IO
-server's RSS per connection and CPU while the run streamed. The first cases, one client at 50 and 500 lines/s,
+Socket.IO clients, on the container's loopback and through its nginx (TLS, WebSocket, a viewer token), watch it,
+in several processes: the browser's socket.io-client on Node (bench/fanout_clients.mjs, the default), or
+python-socketio (--client python, bench/fanout_clients.py). Reports per case: lines delivered/expected, latency
+p50/p99/max (the line's timestamp, when the workflow logged it, to its arrival at a client), disconnects, and the
+Socket.IO server's RSS per connection and CPU while the run streamed. The first cases, one client at 50 and 500 lines/s,
 are the latency through nginx; then N clients at a low rate, to the largest N asked for. Writes
 bench/results/fanout.json; asserts nothing. Load stays on this machine (the container) and every case ends by
 itself (a bounded number of lines; the clients give up after --timeout).
@@ -105,6 +106,19 @@ def secrets_host(args: argparse.Namespace) -> str:
     return nodes(args)[0]
 
 
+def clients_command(args: argparse.Namespace) -> list[str]:
+    """python: fanout_clients.py, python-socketio on the host's livelog venv. js: fanout_clients.mjs, the browser's
+    socket.io-client on this machine's Node, inside the host container's network namespace (its loopback, its
+    nginx), so the crowd costs the shared cores what a browser's client costs, not python-socketio's several times
+    that."""
+    if args.client == "python":
+        return ["podman", "exec", args.container, f"{LIVELOG}/python", "/root/fanout_clients.py"]
+    pid = subprocess.run(
+        ["podman", "inspect", "--format", "{{.State.Pid}}", args.container], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return ["nsenter", "--target", pid, "--net", "node", str(Path(__file__).with_name("fanout_clients.mjs"))]
+
+
 async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: int, rate: int) -> dict[str, object]:
     lines = rate * args.seconds
     run_id = f"fanout-{clients}-{rate}-{time.monotonic_ns()}"
@@ -116,7 +130,7 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
         in_livelog_python(args, WAIT_HEALTHY)
     rss_before, _, _ = socketio_process(args)
     watchers = await asyncio.create_subprocess_exec(
-        "podman", "exec", args.container, f"{LIVELOG}/python", "/root/fanout_clients.py",
+        *clients_command(args),
         "--url", args.inner_url, "--token", token, "--run-id", run_id,
         "--lines", str(lines + CHATTER_OWN_LINES), "--clients", str(clients),
         "--processes", str(min(args.processes, clients)), "--timeout", str(args.seconds + 60),
@@ -132,6 +146,7 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
     _, cpu_after, nginx_after = socketio_process(args)
     return {
         **summary,
+        "client": args.client,
         "rate_lines_per_s": rate,
         "connect_s": ready["connect_s"],
         "rss_per_connection_kib": round((rss_connected - rss_before) / 1024 / max(1, ready["ready"]), 1),
@@ -149,8 +164,9 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         api_key = in_container(secrets_host(args), "cat", "/etc/livelog/api-key")
     except subprocess.CalledProcessError:
         sys.exit(f"bench/fanout.py: no deployment to measure on {secrets_host(args)}: run `make deploy-local` first")
-    clients_script = Path(__file__).with_name("fanout_clients.py")
-    subprocess.run(["podman", "cp", str(clients_script), f"{args.container}:/root/"], check=True)  # noqa: ASYNC221
+    if args.client == "python":
+        clients_script = Path(__file__).with_name("fanout_clients.py")
+        subprocess.run(["podman", "cp", str(clients_script), f"{args.container}:/root/"], check=True)  # noqa: ASYNC221
     token = in_container(
         secrets_host(args),
         f"{LIVELOG}/livelog",
@@ -194,6 +210,12 @@ if __name__ == "__main__":
     parser.add_argument("--fanout-rate", type=int, default=2, help="lines/s in the fan-out cases")
     parser.add_argument("--seconds", type=int, default=20, help="how long each run streams")
     parser.add_argument("--processes", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--client",
+        choices=["js", "python"],
+        default="js",
+        help="the crowd: socket.io-client on Node (a browser's client), or python-socketio on the host",
+    )
     arguments = parser.parse_args()
     results = asyncio.run(main(arguments))
     RESULTS.mkdir(exist_ok=True)

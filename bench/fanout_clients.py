@@ -1,4 +1,5 @@
-"""The clients of bench/fanout.py, run on the deployed host with the livelog venv's Python (python-socketio).
+"""The clients of `bench/fanout.py --client python`: python-socketio, run on the deployed host with the livelog
+venv's Python.
 
 Connects --clients real python-socketio clients through nginx (WebSocket, a viewer token, each process's clients
 spread over many loopback source addresses so nginx's per-address limits are not what is measured), subscribes
