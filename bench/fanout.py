@@ -113,10 +113,15 @@ def clients_command(args: argparse.Namespace) -> list[str]:
     that."""
     if args.client == "python":
         return ["podman", "exec", args.container, f"{LIVELOG}/python", "/root/fanout_clients.py"]
-    pid = subprocess.run(
-        ["podman", "inspect", "--format", "{{.State.Pid}}", args.container], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    pid = container_pid(args.container)
     return ["nsenter", "--target", pid, "--net", "node", str(Path(__file__).with_name("fanout_clients.mjs"))]
+
+
+@functools.cache
+def container_pid(container: str) -> str:
+    """The host's pid of the container's init: its namespaces are that process's."""
+    inspect = ["podman", "inspect", "--format", "{{.State.Pid}}", container]
+    return subprocess.run(inspect, check=True, capture_output=True, text=True).stdout.strip()
 
 
 async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: int, rate: int) -> dict[str, object]:

@@ -6,7 +6,9 @@
 //
 //   node fanout_clients.mjs --url https://127.0.0.1 --token T --run-id R --lines 20 --clients 5000 --processes 4
 import { fork } from "node:child_process";
+import { on } from "node:events";
 import { createRequire } from "node:module";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 
 const require = createRequire(new URL("../app/viewer/package.json", import.meta.url));
@@ -32,7 +34,6 @@ const lines = Number(args.lines);
 
 // the third byte first: nginx's ip_hash (several Socket.IO nodes) spreads clients by their first three bytes
 const sourceAddress = (n) => `127.0.${(n % 250) + 1}.${Math.floor(n / 250) + 2}`;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Gate {
   constructor(size) {
@@ -115,7 +116,8 @@ async function worker(first, count) {
   const done = connected.map(
     ({ viewer }) => new Promise((resolve) => (viewer.seqs.size >= lines ? resolve() : (viewer.done = resolve))),
   );
-  await Promise.race([Promise.all(done), sleep(Number(args.timeout) * 1000)]);
+  // unref'd: once every viewer is done, the timer does not keep the worker alive
+  await Promise.race([Promise.all(done), sleep(Number(args.timeout) * 1000, undefined, { ref: false })]);
   const cpu = process.cpuUsage(cpuBefore);
   const viewers = connected.map(({ viewer }) => viewer);
   const report = {
@@ -137,14 +139,6 @@ function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-// the next message from a worker, in order
-function messages(child) {
-  const queue = [];
-  const waiting = [];
-  child.on("message", (m) => (waiting.length ? waiting.shift()(m) : queue.push(m)));
-  return () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((resolve) => waiting.push(resolve)));
-}
-
 async function main() {
   const clients = Number(args.clients);
   const share = Math.ceil(clients / Number(args.processes));
@@ -152,7 +146,8 @@ async function main() {
   const workers = [];
   for (let first = 0; first < clients; first += share) {
     const child = fork(new URL(import.meta.url).pathname, [...process.argv.slice(2), "worker", first, Math.min(share, clients - first)]);
-    workers.push(messages(child));
+    const messages = on(child, "message"); // buffers what comes before it is read
+    workers.push(async () => (await messages.next()).value[0]);
   }
   const ready = (await Promise.all(workers.map((next) => next()))).reduce((sum, m) => sum + m.connected, 0);
   console.log(JSON.stringify({ ready, connect_s: Math.round((performance.now() - started) / 100) / 10 }));
