@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -59,6 +58,7 @@ def serve(component: str) -> int:
     configure_logging(settings.log_level)
     import uvicorn
     from starlette.types import ASGIApp
+    from uvicorn.config import STARTUP_FAILURE
 
     app: ASGIApp
     ws: Any = "auto"
@@ -91,29 +91,16 @@ def serve(component: str) -> int:
     )
     listeners = None
     if component == "socketio" and settings.socketio_socket is not None:
-        listeners = [config.bind_socket(), unix_listener(settings.socketio_socket)]
-    uvicorn.Server(config).run(sockets=listeners)
-    return 0
+        from livelog.listeners import tcp_listeners, unix_listener
 
-
-def unix_listener(path: Path) -> socket.socket:
-    """A Unix socket for the local nginx, beside the TCP port the broadcaster and other hosts' nginx dial.
-
-    Writing a message to a Unix socket costs the kernel a fraction of what loopback TCP does (no TCP/IP stack, no
-    acknowledgements): the server writes every line to every viewer, so this is most of the saving per viewer. Any
-    local user may connect, as to the loopback port (uvicorn's own mode for Unix sockets).
-    """
-    if path.is_socket():  # left by a process that did not stop cleanly
-        path.unlink()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listeners = [*tcp_listeners(host, port), unix_listener(settings.socketio_socket)]
+    # what uvicorn.run does, with the listeners: a Ctrl-C stops gracefully, a failed startup exits 3
+    server = uvicorn.Server(config)
     try:
-        listener.bind(str(path))
-        path.chmod(0o666)
-    except OSError as exc:
-        raise SystemExit(f"livelog: cannot listen on {path} (LIVELOG_SOCKETIO_SOCKET): {exc}") from None
-    socketio_log.info("Listening on %s too", path)
-    return listener
-    return 0
+        server.run(sockets=listeners)
+    except KeyboardInterrupt:
+        pass
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def serve_all() -> int:
