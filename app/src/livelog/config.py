@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     socketio_host: str = LOOPBACK
     socketio_port: Port = 7000
     socketio_internal_host: str | None = None
-    # a Unix socket the Socket.IO server listens on too, for an nginx on the same host (see cli.unix_listener)
+    # a Unix socket the Socket.IO server listens on too, for an nginx on the same host (see listeners.py)
     socketio_socket: Path | None = Field(None, validation_alias=_livelog("SOCKETIO_SOCKET"))
 
     broadcast_token: SecretStr | None = Field(None, validation_alias=_livelog("BROADCAST_TOKEN"))
