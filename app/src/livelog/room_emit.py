@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
+from livelog.room_index import RoomIndexManager
 
-class RoomEmitManager(socketio.AsyncManager):  # type: ignore[misc]  # python-socketio ships no types
+
+class RoomEmitManager(RoomIndexManager):
     async def emit(
         self,
         event: str,
