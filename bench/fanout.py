@@ -4,11 +4,11 @@ Each case starts a `chatter` run at a steady rate through nginx's /api/ (with th
 Socket.IO clients, on the container's loopback and through its nginx (TLS, WebSocket, a viewer token), watch it,
 in several processes: the browser's socket.io-client on Node (bench/fanout_clients.mjs, the default), or
 python-socketio (--client python, bench/fanout_clients.py). Reports per case: lines delivered/expected, latency
-p50/p99/max (the line's timestamp, when the workflow logged it, to its arrival at a client), disconnects, and the
-Socket.IO server's RSS per connection and CPU while the run streamed. The first cases, one client at 50 and 500 lines/s,
-are the latency through nginx; then N clients at a low rate, to the largest N asked for. Writes
-bench/results/fanout.json; asserts nothing. Load stays on this machine (the container) and every case ends by
-itself (a bounded number of lines; the clients give up after --timeout).
+p50/p99/max (the line's timestamp, when the workflow logged it, to its arrival at a client), disconnects, the
+Socket.IO server's RSS per connection and CPU while the run streamed, and its CPU as the clients all leave at once.
+The first cases, one client at 50 and 500 lines/s, are the latency through nginx; then N clients at a low rate, to
+the largest N asked for. Writes bench/results/fanout.json; asserts nothing. Load stays on this machine (the
+container) and every case ends by itself (a bounded number of lines; the clients give up after --timeout).
 
     make deploy-local && python bench/fanout.py [--clients 1000,5000] [--container livelog-local]
 
@@ -94,6 +94,16 @@ for _ in range(100):
     time.sleep(0.2)
 sys.exit(sys.argv[1] + "/health did not answer 200 after a restart")
 """
+# run on each node: wait until its Socket.IO server has no client left (its own /health, on its Unix socket)
+WAIT_EMPTY = """
+import httpx, sys, time
+server = httpx.Client(transport=httpx.HTTPTransport(uds="/run/livelog-socketio/socketio.sock"), timeout=5)
+start = time.monotonic()
+while server.get("http://socketio/health").json()["connections"]["clients"]:
+    if time.monotonic() - start > 120:
+        sys.exit("the Socket.IO server still had clients 120 s after they all left")
+    time.sleep(0.05)
+"""
 
 
 def in_livelog_python(args: argparse.Namespace, script: str, *arguments: str, stdin: str | None = None) -> None:
@@ -112,7 +122,7 @@ def clients_command(args: argparse.Namespace) -> list[str]:
     nginx), so the crowd costs the shared cores what a browser's client costs, not python-socketio's several times
     that."""
     if args.client == "python":
-        return ["podman", "exec", args.container, f"{LIVELOG}/python", "/root/fanout_clients.py"]
+        return ["podman", "exec", "-i", args.container, f"{LIVELOG}/python", "/root/fanout_clients.py"]
     pid = container_pid(args.container)
     return ["nsenter", "--target", pid, "--net", "node", str(Path(__file__).with_name("fanout_clients.mjs"))]
 
@@ -139,16 +149,21 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
         "--url", args.inner_url, "--token", token, "--run-id", run_id,
         "--lines", str(lines + CHATTER_OWN_LINES), "--clients", str(clients),
         "--processes", str(min(args.processes, clients)), "--timeout", str(args.seconds + 60),
-        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert watchers.stdout is not None
+    assert watchers.stdin is not None and watchers.stdout is not None
     ready = json.loads(await watchers.stdout.readline())
     rss_connected, cpu_before, nginx_before = socketio_process(args)
     body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
     in_livelog_python(args, START_RUN, json.dumps(body), stdin=api_key)
     summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
-    await watchers.wait()
     _, cpu_after, nginx_after = socketio_process(args)
+    watchers.stdin.write(b"leave\n")  # the clients all go at once
+    watchers.stdin.close()
+    await watchers.wait()
+    for node in nodes(args):
+        in_container(node, f"{LIVELOG}/python", "-c", WAIT_EMPTY)
+    _, cpu_departed, _ = socketio_process(args)
     return {
         **summary,
         "client": args.client,
@@ -160,6 +175,8 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
         # the rest of what shares the host's cores while the run streams: nginx, and the clients themselves
         "nginx_cpu_share": round((nginx_after - nginx_before) / args.seconds, 2),
         "clients_cpu_share": round(summary["clients_cpu_s"] / args.seconds, 2),
+        # what the crowd leaving at once cost the server
+        "departure_socketio_cpu_s": round(cpu_departed - cpu_after, 2),
         "host_cores": host_cores(args.container),
     }
 
@@ -194,7 +211,8 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, object]]:
             f"max {f['max_ms']} ms  disconnects {f['disconnects']}  connect {f['connect_s']} s "
             f"({f['connect_retries']} retried)  "
             f"RSS/conn {f['rss_per_connection_kib']} KiB  CPU (cores): Socket.IO {f['socketio_cpu_share']}, "
-            f"nginx {f['nginx_cpu_share']}, clients {f['clients_cpu_share']} of {f['host_cores']}",
+            f"nginx {f['nginx_cpu_share']}, clients {f['clients_cpu_share']} of {f['host_cores']}  "
+            f"departure: Socket.IO CPU {f['departure_socketio_cpu_s']} s",
             flush=True,
         )
         if f["connect_failures"]:

@@ -1,12 +1,13 @@
 // The clients of bench/fanout.py with --client js: the official Socket.IO client (socket.io-client, the one the
 // viewer page vendors, from app/viewer/node_modules) on Node, run in the deployed host's network namespace
 // (nsenter), so they reach its nginx on loopback as fanout_clients.py does, over many loopback source addresses.
-// Same arguments, same `ready` line and the same JSON summary as fanout_clients.py; a browser's client, not
-// python-socketio's, which spends several times the CPU per message.
+// Same arguments, same `ready` line and the same JSON summary as fanout_clients.py, after which the clients all
+// leave at once on a line on stdin (or its end); a browser's client, not python-socketio's, which spends several
+// times the CPU per message.
 //
 //   node fanout_clients.mjs --url https://127.0.0.1 --token T --run-id R --lines 20 --clients 5000 --processes 4
 import { fork } from "node:child_process";
-import { on } from "node:events";
+import { on, once } from "node:events";
 import { createRequire } from "node:module";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -128,11 +129,10 @@ async function worker(first, count) {
     latencies: viewers.flatMap((v) => v.latencies),
     cpu_s: (cpu.user + cpu.system) / 1e6,
   };
-  // a large message is still on its way when send() returns: disconnecting then would lose it
-  process.send(report, () => {
-    for (const { socket } of connected) socket.close();
-    process.disconnect();
-  });
+  process.send(report);
+  await once(process, "message"); // leave: main has every report by then
+  for (const { socket } of connected) socket.close();
+  process.disconnect();
 }
 
 function quantile(sorted, q) {
@@ -144,10 +144,12 @@ async function main() {
   const share = Math.ceil(clients / Number(args.processes));
   const started = performance.now();
   const workers = [];
+  const children = [];
   for (let first = 0; first < clients; first += share) {
     const child = fork(new URL(import.meta.url).pathname, [...process.argv.slice(2), "worker", first, Math.min(share, clients - first)]);
     const messages = on(child, "message"); // buffers what comes before it is read
     workers.push(async () => (await messages.next()).value[0]);
+    children.push(child);
   }
   const ready = (await Promise.all(workers.map((next) => next()))).reduce((sum, m) => sum + m.connected, 0);
   console.log(JSON.stringify({ ready, connect_s: Math.round((performance.now() - started) / 100) / 10 }));
@@ -171,6 +173,9 @@ async function main() {
       max_ms: latencies.length ? ms(latencies[latencies.length - 1]) : null,
     }),
   );
+  await Promise.race([once(process.stdin, "data"), once(process.stdin, "end")]);
+  process.stdin.destroy();
+  for (const child of children) child.send("leave");
 }
 
 if (positionals[0] === "worker") await worker(Number(positionals[1]), Number(positionals[2]));

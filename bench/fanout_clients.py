@@ -6,7 +6,7 @@ spread over many loopback source addresses so nginx's per-address limits are not
 each to --run-id for `logs` batches, prints `ready` when all are subscribed, then records every line's latency
 (arrival minus the line's `ts`, taken when the workflow logged it; the host's clock is the API's) until each
 client has --lines lines or --timeout passes. Prints one JSON object: delivered, expected, latency quantiles,
-disconnects, connect failures.
+disconnects, connect failures; then the clients all leave at once on a line on stdin (or its end).
 
     fanout_clients.py --url https://127.0.0.1 --token T --run-id R --lines 20 --clients 5000 --processes 5
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import resource
@@ -135,6 +136,8 @@ async def clients(args: argparse.Namespace, first: int, count: int, pipe: Connec
         "cpu_s": cpu_s,
     }
     pipe.send(report)
+    with contextlib.suppress(EOFError):  # leave: main has every report by then
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
     # all at once, and bounded: one by one, a thousand disconnects from a loaded server take minutes
     await asyncio.wait(
         [asyncio.create_task(client.disconnect()) for client, _ in connected] or [asyncio.sleep(0)], timeout=30
@@ -182,8 +185,6 @@ def main() -> int:
     connected = sum(pipe.recv()["connected"] for pipe in pipes)
     print(json.dumps({"ready": connected, "connect_s": round(time.monotonic() - started, 1)}), flush=True)
     reports = [pipe.recv() for pipe in pipes]
-    for process in processes:
-        process.join(timeout=60)
     latencies = [latency for report in reports for latency in report["latencies"]]
     failures: dict[str, int] = {}
     for report in reports:
@@ -203,6 +204,11 @@ def main() -> int:
         "max_ms": None if not latencies else round(1000 * max(latencies), 2),
     }
     print(json.dumps(summary), flush=True)
+    sys.stdin.readline()
+    for pipe in pipes:
+        pipe.send("leave")
+    for process in processes:
+        process.join(timeout=60)
     return 0
 
 
