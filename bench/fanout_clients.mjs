@@ -130,9 +130,10 @@ async function worker(first, count) {
     cpu_s: (cpu.user + cpu.system) / 1e6,
   };
   process.send(report);
-  await once(process, "message"); // leave: main has every report by then
+  // leave when main says so (it has every report by then), or when main is gone
+  await Promise.race([once(process, "message"), once(process, "disconnect")]);
   for (const { socket } of connected) socket.close();
-  process.disconnect();
+  if (process.connected) process.disconnect();
 }
 
 function quantile(sorted, q) {
@@ -150,6 +151,8 @@ async function main() {
     const messages = on(child, "message"); // buffers what comes before it is read
     workers.push(async () => (await messages.next()).value[0]);
     children.push(child);
+    // a worker that fails ends the run: the others then leave (their channel to this process closes)
+    child.on("exit", (code, signal) => (code || signal) && process.exit(1));
   }
   const ready = (await Promise.all(workers.map((next) => next()))).reduce((sum, m) => sum + m.connected, 0);
   console.log(JSON.stringify({ ready, connect_s: Math.round((performance.now() - started) / 100) / 10 }));

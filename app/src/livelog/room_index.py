@@ -50,4 +50,5 @@ class RoomIndexManager(socketio.AsyncManager):  # type: ignore[misc]  # python-s
                     del pending[namespace]
 
     def get_rooms(self, sid: str, namespace: str) -> list[str]:
+        """The client's rooms, in the order it entered them (python-socketio's order is the rooms' creation)."""
         return [room for room in self.rooms_of.get((namespace, sid), ()) if room is not None]
