@@ -94,10 +94,13 @@ for _ in range(100):
     time.sleep(0.2)
 sys.exit(sys.argv[1] + "/health did not answer 200 after a restart")
 """
-# run on each node: wait until its Socket.IO server has no client left (its own /health, on its Unix socket)
+# run on each node: wait until its Socket.IO server has no client left (its own /health, on the Unix socket its
+# .env names)
 WAIT_EMPTY = """
 import httpx, sys, time
-server = httpx.Client(transport=httpx.HTTPTransport(uds="/run/livelog-socketio/socketio.sock"), timeout=5)
+from livelog.config import load_settings
+listening = load_settings("/etc/livelog/livelog.env").socketio_socket
+server = httpx.Client(transport=httpx.HTTPTransport(uds=str(listening)), timeout=5)
 start = time.monotonic()
 while server.get("http://socketio/health").json()["connections"]["clients"]:
     if time.monotonic() - start > 120:
