@@ -25,6 +25,7 @@ from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_vi
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.connection_limit import ConnectionLimit
+from livelog.engineio_writer import TimerlessWriterServer
 from livelog.http_body import BodyLimit, json_body, json_body_openapi
 from livelog.http_errors import answer_errors
 from livelog.hub import (
@@ -58,6 +59,14 @@ log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 Ack = dict[str, Any]
 
 
+class SocketIOServer(PacketGuardedServer):
+    """livelog's python-socketio server: malformed packets close their session (packet_guard.py), and WebSocket
+    clients' writers wait without a timer (engineio_writer.py)."""
+
+    def _engineio_server_class(self) -> type[TimerlessWriterServer]:
+        return TimerlessWriterServer
+
+
 def create_socketio_app(settings: Settings) -> RequestTimer:
     redis_url = reveal(settings.redis_url)
     manager = HubRedisManager(redis_url) if redis_url else RoomEmitManager()
@@ -72,7 +81,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
         )
     )
     origins = _cors_origins(settings)
-    sio = PacketGuardedServer(
+    sio = SocketIOServer(
         async_mode="asgi", cors_allowed_origins=origins, client_manager=manager, serializer=TextPacket, json=FastJson
     )
     metrics = ServiceMetrics(lambda: _metrics(hub, edge, origins, sio))
@@ -165,9 +174,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
     return RequestTimer(edge, metrics)
 
 
-def _metrics(
-    hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, sio: PacketGuardedServer
-) -> Iterator[Metric]:
+def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, sio: SocketIOServer) -> Iterator[Metric]:
     yield counter("lines_received", "Lines the broadcaster (or another node) handed to this node", hub.lines_received)
     yield counter("lines_emitted", "Lines emitted to rooms as single `log` events", hub.lines_emitted)
     yield gauge("clients", "Socket.IO clients connected", hub.clients)
