@@ -1,4 +1,7 @@
-"""The REST API's typed dependencies: what a route needs, taken from the running app in one place."""
+"""The REST API's typed dependencies: what a route needs, taken from the running app in one place.
+
+Each is an `async def`: none of them waits on anything, and FastAPI would run a plain `def` in a worker thread.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ class ApiState:
     runs: RunManager
 
 
-def _state(request: Request) -> ApiState:
+async def _state(request: Request) -> ApiState:
     state = request.app.state.livelog
     assert isinstance(state, ApiState)
     return state
@@ -33,19 +36,19 @@ def _state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(_state)]
 
 
-def _settings(state: StateDep) -> Settings:
+async def _settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def _store(state: StateDep) -> RunStore:
+async def _store(state: StateDep) -> RunStore:
     return state.store
 
 
-def _broadcaster(state: StateDep) -> HttpBroadcaster:
+async def _broadcaster(state: StateDep) -> HttpBroadcaster:
     return state.broadcaster
 
 
-def _runs(state: StateDep) -> RunManager:
+async def _runs(state: StateDep) -> RunManager:
     return state.runs
 
 
@@ -90,11 +93,11 @@ def _authenticate(request: Request, settings: Settings, *, viewers: bool) -> Cal
         raise _UNAUTHORIZED from None
 
 
-def _key_holder(request: Request, settings: SettingsDep) -> Caller:
+async def _key_holder(request: Request, settings: SettingsDep) -> Caller:
     return _authenticate(request, settings, viewers=False)
 
 
-def _reader(request: Request, settings: SettingsDep) -> Caller:
+async def _reader(request: Request, settings: SettingsDep) -> Caller:
     return _authenticate(request, settings, viewers=True)
 
 

@@ -153,7 +153,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
 
     app.mount(ASSETS_PATH, viewer_assets(), name="viewer")
 
-    def broadcaster(request: Request) -> None:
+    async def broadcaster(request: Request) -> None:  # async: FastAPI runs a plain def in a thread, per batch
         _check_bearer(request, reveal(settings.broadcast_token))
 
     @app.post(
