@@ -73,13 +73,20 @@ def clock_ticks(container: str) -> int:
     return int(in_container(container, "getconf", "CLK_TCK"))
 
 
-# run on --container with the livelog venv's Python: nginx there, on loopback, with the deployment's API key (stdin)
+# run on --container with the livelog venv's Python: nginx there, on loopback, with the deployment's API key (stdin).
+# It starts, and connects, before the clients do, starts the run when told, and exits only when told: a process
+# starting or ending in a container costs the shared cores a few hundred ms of CPU, which landed on the run's first
+# lines (the third line's last viewer got it 50 ms later than the rest's).
 START_RUN = """
 import httpx, sys
 key = sys.stdin.readline().strip()
-response = httpx.post(sys.argv[1] + "/api/runs", content=sys.argv[2], verify=False, timeout=30,
-                      headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
-response.raise_for_status()
+api = httpx.Client(base_url=sys.argv[1], verify=False, timeout=30, headers={"Authorization": "Bearer " + key})
+api.get("/health").raise_for_status()
+print("ready", flush=True)
+if sys.stdin.readline():
+    api.post("/api/runs", content=sys.argv[2], headers={"Content-Type": "application/json"}).raise_for_status()
+    print("started", flush=True)
+    sys.stdin.read()
 """
 # the Socket.IO port (7000) in LISTEN state (0A), from /proc: no tool needed on the host
 LISTENING = "for _ in $(seq 100); do grep -q ':1B58 00000000:0000 0A' /proc/net/tcp && exit 0; sleep 0.1; done; exit 1"
@@ -109,8 +116,15 @@ while server.get("http://socketio/health").json()["connections"]["clients"]:
 """
 
 
-def in_livelog_python(args: argparse.Namespace, script: str, *arguments: str, stdin: str | None = None) -> None:
-    in_container(args.container, f"{LIVELOG}/python", "-c", script, args.inner_url, *arguments, stdin=stdin)
+def in_livelog_python(args: argparse.Namespace, script: str, *arguments: str) -> None:
+    in_container(args.container, f"{LIVELOG}/python", "-c", script, args.inner_url, *arguments)
+
+
+async def expect(stream: asyncio.StreamReader, word: str) -> None:
+    """The next line of a helper's output is `word` (it failed, else: its error went to stderr)."""
+    line = (await asyncio.wait_for(stream.readline(), timeout=60)).decode().strip()
+    if line != word:
+        sys.exit(f"bench/fanout.py: the run's starter said {line!r}, not {word!r}")
 
 
 def secrets_host(args: argparse.Namespace) -> str:
@@ -147,6 +161,14 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
             in_container(node, "sh", "-c", LISTENING)
         in_livelog_python(args, WAIT_HEALTHY)
     rss_before, _, _ = socketio_process(args)
+    body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
+    starter = await asyncio.create_subprocess_exec(
+        "podman", "exec", "-i", args.container, f"{LIVELOG}/python", "-c", START_RUN, args.inner_url, json.dumps(body),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert starter.stdin is not None and starter.stdout is not None
+    starter.stdin.write(api_key.encode() + b"\n")
+    await expect(starter.stdout, "ready")
     watchers = await asyncio.create_subprocess_exec(
         *clients_command(args),
         "--url", args.inner_url, "--token", token, "--run-id", run_id,
@@ -157,10 +179,12 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
     assert watchers.stdin is not None and watchers.stdout is not None
     ready = json.loads(await watchers.stdout.readline())
     rss_connected, cpu_before, nginx_before = socketio_process(args)
-    body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 1000 // rate}
-    in_livelog_python(args, START_RUN, json.dumps(body), stdin=api_key)
+    starter.stdin.write(b"go\n")
+    await expect(starter.stdout, "started")
     summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
     _, cpu_after, nginx_after = socketio_process(args)
+    starter.stdin.close()
+    await starter.wait()
     watchers.stdin.write(b"leave\n")  # the clients all go at once
     watchers.stdin.close()
     await watchers.wait()
