@@ -1,7 +1,7 @@
 """A WebSocket client's writer waits for its packets without a timer, delivers them all in order, and still ends.
 
-Real clients over WebSocket, over long-polling and upgrading from one to the other, on livelog's Socket.IO server
-class served by uvicorn in the test's event loop.
+Real clients over WebSocket, over long-polling and upgrading from one to the other, and a bare WebSocket client that
+ignores the server's close, on livelog's Socket.IO server class served by uvicorn in the test's event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import socketio
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from livelog.engineio_writer import TimerlessWriterSocket
 from livelog.socketio_server import SocketIOServer
@@ -34,8 +36,9 @@ async def test_every_packet_arrives_in_order_and_only_long_polling_waits_with_a_
 
     def counting_wait_for(awaitable: Awaitable[Any], timeout: float | None) -> Awaitable[Any]:
         if getattr(awaitable, "__qualname__", "") == "Queue.get":
-            socket = owner[id(awaitable.cr_frame.f_locals["self"])]  # type: ignore[attr-defined]
-            timed_waits.append("websocket" if socket.upgraded else "polling")
+            socket = owner.get(id(awaitable.cr_frame.f_locals["self"]))  # type: ignore[attr-defined]
+            if socket is not None:  # not a client's own queue (python-engineio's client waits the same way)
+                timed_waits.append("websocket" if socket.upgraded else "polling")
         return real_wait_for(awaitable, timeout)
 
     # pings every second: a long-polling client's disconnect waits for its pending GET, which the next ping answers
@@ -85,14 +88,41 @@ async def test_a_writer_cancelled_closes_its_websocket() -> None:
         await eventually(lambda: not sio.eio.sockets and not writers(), what="the session to end")
 
 
-async def test_a_server_side_disconnect_ends_the_writer() -> None:
-    sio = SocketIOServer(async_mode="asgi")
-    async with in_process_server(socketio.ASGIApp(sio)) as url:
-        client = socketio.AsyncClient(reconnection=False)
-        gone = asyncio.Event()
-        client.on("disconnect", gone.set)
-        await client.connect(url, transports=["websocket"])
-        await eventually(lambda: len(writers()) == 1, what="the writer to start")
-        await sio.disconnect(next(iter(sio.manager.rooms["/"][None])))
-        await asyncio.wait_for(gone.wait(), 15)
-        await eventually(lambda: not sio.eio.sockets and not writers(), what="the session to end")
+async def ignores_the_close(close: str) -> list[str]:
+    """A bare Engine.IO client that joins, then keeps talking every 0.2 s whatever the server says (a pong, or with
+    "ping timeout" a noop, never a pong); the server closes its session. Returns what the client received until
+    its WebSocket closed."""
+    sio = SocketIOServer(async_mode="asgi", ping_interval=1, ping_timeout=1)
+    received: list[str] = []
+    async with in_process_server(socketio.ASGIApp(sio)) as url, connect(ws_url(url)) as ws:
+        received.append(str(await ws.recv()))  # the open packet
+        await ws.send("40")
+        received.append(str(await ws.recv()))  # the namespace's connect
+        (eio_sid,) = sio.eio.sockets
+        if close == "disconnect":
+            await sio.eio.disconnect(eio_sid)  # what packet_guard.py does to a client that sends junk
+        # close == "ping timeout": the client never answers the server's pings
+        try:
+            async with asyncio.timeout(10):
+                while True:
+                    await ws.send("6" if close == "ping timeout" else "3")
+                    try:
+                        received.append(str(await asyncio.wait_for(ws.recv(), 0.2)))
+                    except TimeoutError:
+                        pass
+        except ConnectionClosed:
+            pass
+        await eventually(lambda: not writers(), what="the writer to end")
+    return received
+
+
+def ws_url(url: str) -> str:
+    return url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+
+
+@pytest.mark.parametrize("close", ["disconnect", "ping timeout"])
+async def test_a_session_the_server_closes_closes_its_websocket_though_the_client_talks_on(close: str) -> None:
+    received = await ignores_the_close(close)
+    assert received[0].startswith("0") and received[1].startswith("40")
+    if close == "disconnect":
+        assert received[-1] == "1"  # the close packet went out first

@@ -3,7 +3,7 @@
 python-socketio raises on a packet it cannot decode or dispatch (`42[`, `2{}`, an unknown type), and
 python-engineio logs each such error with a traceback. Any client may send them, before it has authenticated,
 so one client could fill the journal with tracebacks. Here such a packet closes the client's Engine.IO session
-(a close packet; python-engineio ends the WebSocket once the client goes, or after its ping timeout), is counted, and
+(a close packet, and the WebSocket closes after it: engineio_writer.py), is counted, and
 is logged in one line, at most every 10 s. Event handlers run as tasks of their own (python-socketio's
 `async_handlers`), so what they raise is not caught here.
 """
