@@ -33,9 +33,9 @@ LIVELOG = "/opt/livelog/current/bin"
 CHATTER_OWN_LINES = 2  # the planner's decision and the executor's announcement
 
 
-def in_container(container: str, *command: str, stdin: str | None = None) -> str:
-    podman = ["podman", "exec", *(["-i"] if stdin is not None else []), container, *command]
-    return subprocess.run(podman, check=True, capture_output=True, text=True, input=stdin).stdout
+def in_container(container: str, *command: str) -> str:
+    podman = ["podman", "exec", container, *command]
+    return subprocess.run(podman, check=True, capture_output=True, text=True).stdout
 
 
 def cpu_seconds(stat: str, ticks: int) -> float:
