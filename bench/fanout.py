@@ -116,8 +116,8 @@ while server.get("http://socketio/health").json()["connections"]["clients"]:
 """
 
 
-def in_livelog_python(args: argparse.Namespace, script: str, *arguments: str) -> None:
-    in_container(args.container, f"{LIVELOG}/python", "-c", script, args.inner_url, *arguments)
+def in_livelog_python(args: argparse.Namespace, script: str) -> None:
+    in_container(args.container, f"{LIVELOG}/python", "-c", script, args.inner_url)
 
 
 async def expect(stream: asyncio.StreamReader, word: str) -> None:
