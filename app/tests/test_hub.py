@@ -98,6 +98,17 @@ async def test_publish_emits_only_lines_not_emitted_yet(hub: LogHub) -> None:
     assert [line["seq"] for line in await hub.backlog.since("p", 0)] == list(range(1, 13)), "the backlog has each once"
 
 
+async def test_backlog_keeps_the_first_copy_of_a_retried_line_across_statements(hub: LogHub) -> None:
+    # more lines than one INSERT statement takes (ROWS_PER_INSERT), retried in part with other timestamps
+    first, retried = make_lines("r", 1, 250), make_lines("r", 101, 350)
+    await hub.backlog.add(first)
+    await hub.backlog.add([{**line, "ts": 0.0} for line in retried])
+    kept = await hub.backlog.since("r", 0)
+    assert [line["seq"] for line in kept] == list(range(1, 351))
+    assert kept[:250] == first, "a line stored before stays as it was"
+    assert all(line["ts"] == 0.0 for line in kept[250:])
+
+
 @pytest.mark.parametrize("batch", [False, True])
 async def test_clients_joining_while_lines_flow_get_each_line_once_in_order(
     served_hub: tuple[LogHub, str], batch: bool

@@ -57,7 +57,7 @@ class SqliteBacklog:
         with self._db:
             self._db.execute("BEGIN")
             self._expire()  # first: a new run with the id of one expired must not meet its lines
-            self._db.executemany(sqlite.INSERT_LINE_IF_NEW, map(sqlite.to_row, lines))
+            sqlite.insert_lines(self._db, lines, if_new=True)
             for run_id in {line["run_id"] for line in lines}:
                 self._db.execute(
                     "DELETE FROM lines WHERE run_id = ? AND seq <= (SELECT MAX(seq) FROM lines WHERE run_id = ?) - ?",

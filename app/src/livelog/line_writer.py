@@ -92,7 +92,7 @@ class LineWriter:
             last_seq[line["run_id"]] = line["seq"]
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(sqlite.INSERT_LINE, [sqlite.to_row(line) for line in batch])
+            sqlite.insert_lines(self._db, batch)
             self._db.executemany("UPDATE runs SET lines = ? WHERE run_id = ?", [(s, r) for r, s in last_seq.items()])
 
     @property
