@@ -139,10 +139,11 @@ class LogHub:
             singles = self.advance_marks(Event.LINE, lines)
             batched = self.advance_marks(Event.BATCH, lines)
             try:
+                # once per run, not per line: a batch is mostly one run's lines, and most viewers take batches
+                watched = {run_id for run_id in {line["run_id"] for line in singles} if self._watched_singly(run_id)}
                 for line in singles:
-                    rooms = rooms_of_line(line["run_id"], Event.LINE)
-                    if self._watched(rooms):
-                        await self.sio.emit(Event.LINE, line, room=rooms)
+                    if line["run_id"] in watched:
+                        await self.sio.emit(Event.LINE, line, room=rooms_of_line(line["run_id"], Event.LINE))
                 by_run: dict[str, list[LogLine]] = defaultdict(list)
                 for line in batched:
                     by_run[line["run_id"]].append(line)
@@ -223,13 +224,14 @@ class LogHub:
         self.clients -= 1
         self.subscriptions.pop(sid, None)
 
-    def _watched(self, rooms: list[str]) -> bool:
-        """Some client may be in `rooms`: one on this node, or any on other nodes (told through Redis). Most
-        viewers take `logs` batches; emitting each line to no one cost about 9 % of make bench's batched lines/s."""
+    def _watched_singly(self, run_id: str) -> bool:
+        """Some client may take the run's lines as single `log` events: one on this node, or any on other nodes
+        (told through Redis). Most viewers take `logs` batches; emitting each line to no one cost about 9 % of make
+        bench's batched lines/s."""
         if isinstance(self.sio.manager, AsyncPubSubManager):
             return True
         here = self.sio.manager.rooms.get("/", {})
-        return any(here.get(name) for name in rooms)
+        return any(here.get(name) for name in rooms_of_line(run_id, Event.LINE))
 
     def subscription_count(self) -> int:
         return sum(len(rooms) for rooms in self.subscriptions.values())
