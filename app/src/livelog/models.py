@@ -55,9 +55,9 @@ class Event(StrEnum):
 class LogLine(TypedDict):
     run_id: RunId
     seq: Annotated[int, Field(ge=1, le=MAX_SEQ), JSON_NUMBER]  # per run, from 1
-    ts: Annotated[
-        float, Field(allow_inf_nan=False), JSON_NUMBER
-    ]  # seconds since the epoch, when the workflow logged it
+    # seconds since the epoch, when the workflow logged it; strict: a JSON number, never `true` or `"1"` (as
+    # JSON_NUMBER, a quarter cheaper on the Socket.IO server's batches)
+    ts: Annotated[float, Field(allow_inf_nan=False, strict=True)]
     level: Annotated[Level, Field(default="INFO")]
     message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
 
