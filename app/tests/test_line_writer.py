@@ -13,6 +13,7 @@ import pytest
 from conftest import Services
 
 from livelog.models import LogLine
+from livelog.runs import RunLogger
 from livelog.store import RunStore
 from livelog.testing import make_lines
 
@@ -47,6 +48,32 @@ async def test_a_line_alone_is_written_at_once(tmp_path: Path) -> None:
         store.append_line(make_lines("slow", seq, seq)[0])
         await store.writer.settle()  # returns when written: no timer holds a lone line back
         assert store.writer.written == seq and store.writer.batches == seq
+    await store.close()
+
+
+class Collected:
+    """A broadcaster that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.lines: list[LogLine] = []
+
+    def broadcast(self, line: LogLine) -> None:
+        self.lines.append(line)
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+async def test_a_run_echoes_its_lines_to_the_service_log_at_debug_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, level: int
+) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "echo")
+    broadcaster = Collected()
+    caplog.set_level(level, logger="livelog.workflows")
+    line = RunLogger("echo", store, broadcaster)("[EXECUTOR] hello", "WARNING")
+    await store.writer.settle()
+    assert line == {**line, "run_id": "echo", "seq": 1, "level": "WARNING", "message": "[EXECUTOR] hello"}
+    assert broadcaster.lines == [line] and await store.lines("echo", 0, 10) == [line]
+    echoed = [record.getMessage() for record in caplog.records if record.name == "livelog.workflows"]
+    assert echoed == (["[EXECUTOR] hello (run echo #1, WARNING)"] if level == logging.DEBUG else [])
     await store.close()
 
 

@@ -50,15 +50,22 @@ class RunLogger:
         self.seq = 0
         self._store = store
         self._broadcaster = broadcaster
+        # asked once per run, not per line (a third of the call's cost); the level is set at startup
+        self._echo = lines_log.isEnabledFor(logging.DEBUG)
 
     def __call__(self, message: str, level: Level = "INFO") -> LogLine:
         self.seq += 1
-        line = LogLine(
-            run_id=self.run_id, seq=self.seq, ts=time.time(), level=level, message=message[:MAX_MESSAGE_CHARS]
-        )
+        line: LogLine = {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "ts": time.time(),
+            "level": level,
+            "message": message[:MAX_MESSAGE_CHARS],
+        }
         self._store.append_line(line)
         self._broadcaster.broadcast(line)
-        lines_log.debug("%s (run %s #%d, %s)", message, self.run_id, self.seq, level)
+        if self._echo:
+            lines_log.debug("%s (run %s #%d, %s)", message, self.run_id, self.seq, level)
         return line
 
 
