@@ -88,6 +88,17 @@ async def test_a_writer_cancelled_closes_its_websocket() -> None:
         await eventually(lambda: not sio.eio.sockets and not writers(), what="the session to end")
 
 
+async def test_a_closed_session_with_nothing_queued_gives_its_writer_nothing_at_once() -> None:
+    # a writer that polls once its session is closed and its queue is empty (the close packet, if any, and the end
+    # already taken) must end, not wait on the queue for a packet that never comes
+    sio = SocketIOServer(async_mode="asgi")
+    socket = TimerlessWriterSocket(sio.eio, "closed-sid")
+    socket.upgraded, socket.closed = True, True
+    assert await asyncio.wait_for(socket.poll(), 1) == []
+    socket.queue.put_nowait(("a packet", "queued before the close"))
+    assert await asyncio.wait_for(socket.poll(), 1) == [("a packet", "queued before the close")], "what is queued goes"
+
+
 async def ignores_the_close(close: str) -> list[str]:
     """A bare Engine.IO client that joins, then keeps talking every 0.2 s whatever the server says (a pong, or with
     "ping timeout" a noop, never a pong); the server closes its session. Returns what the client received until
