@@ -109,11 +109,12 @@ async def test_backlog_keeps_the_first_copy_of_a_retried_line_across_statements(
     assert all(line["ts"] == 0.0 for line in kept[250:])
 
 
-@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("batch", [False, True, "both"])
 async def test_clients_joining_while_lines_flow_get_each_line_once_in_order(
-    served_hub: tuple[LogHub, str], batch: bool
+    served_hub: tuple[LogHub, str], batch: bool | str
 ) -> None:
-    """Subscribers join at random moments of a run published in retried, overlapping batches."""
+    """Subscribers join at random moments of a run published in retried, overlapping batches: all taking single
+    `log` events, all `logs` batches, or both kinds on the run at once."""
     hub, url = served_hub
     total, rng = 400, random.Random(7)
 
@@ -128,9 +129,10 @@ async def test_clients_joining_while_lines_flow_get_each_line_once_in_order(
     clients: list[LogSubscriber] = []
 
     async def joiner() -> None:
-        for _ in range(6):
+        for number in range(6):
             await asyncio.sleep(rng.uniform(0, 0.05))
-            clients.append(await LogSubscriber(url, "flow", batch=batch).connect())
+            batched = number % 2 == 1 if batch == "both" else bool(batch)
+            clients.append(await LogSubscriber(url, "flow", batch=batched).connect())
 
     await asyncio.gather(publisher(), joiner())
     for client in clients:
