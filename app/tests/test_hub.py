@@ -27,6 +27,7 @@ from livelog.hub import (
 from livelog.models import ALL_RUNS
 from livelog.room_emit import RoomEmitManager
 from livelog.socketio_server import register_events
+from livelog.sqlite import ROWS_PER_INSERT
 from livelog.subscriber import LogSubscriber
 from livelog.testing import eventually, free_port, in_process_server, make_lines
 
@@ -99,14 +100,15 @@ async def test_publish_emits_only_lines_not_emitted_yet(hub: LogHub) -> None:
 
 
 async def test_backlog_keeps_the_first_copy_of_a_retried_line_across_statements(hub: LogHub) -> None:
-    # more lines than one INSERT statement takes (ROWS_PER_INSERT), retried in part with other timestamps
-    first, retried = make_lines("r", 1, 250), make_lines("r", 101, 350)
+    # more lines than one INSERT statement takes, retried from inside the first statement with other timestamps
+    stored, last = 2 * ROWS_PER_INSERT + 50, 3 * ROWS_PER_INSERT + 50
+    first, retried = make_lines("r", 1, stored), make_lines("r", ROWS_PER_INSERT + 1, last)
     await hub.backlog.add(first)
-    await hub.backlog.add([{**line, "ts": 0.0} for line in retried])
+    await hub.backlog.add([{**line, "ts": line["ts"] + 1} for line in retried])
     kept = await hub.backlog.since("r", 0)
-    assert [line["seq"] for line in kept] == list(range(1, 351))
-    assert kept[:250] == first, "a line stored before stays as it was"
-    assert all(line["ts"] == 0.0 for line in kept[250:])
+    assert [line["seq"] for line in kept] == list(range(1, last + 1))
+    assert kept[:stored] == first, "a line stored before stays as it was"
+    assert kept[stored:] == [{**line, "ts": line["ts"] + 1} for line in retried[-(last - stored) :]]
 
 
 @pytest.mark.parametrize("batch", [False, True, "both"])

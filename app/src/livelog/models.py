@@ -55,8 +55,8 @@ class Event(StrEnum):
 class LogLine(TypedDict):
     run_id: RunId
     seq: Annotated[int, Field(ge=1, le=MAX_SEQ), JSON_NUMBER]  # per run, from 1
-    # seconds since the epoch, when the workflow logged it; strict: a JSON number, never `true` or `"1"` (as
-    # JSON_NUMBER, a quarter cheaper on the Socket.IO server's batches)
+    # seconds since the epoch, when the workflow logged it; strict: a JSON number, never `true` or `"1"`, as
+    # JSON_NUMBER does for the ints, but without a Python call per line (a quarter of a batch's validation)
     ts: Annotated[float, Field(allow_inf_nan=False, strict=True)]
     level: Annotated[Level, Field(default="INFO")]
     message: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
