@@ -15,7 +15,7 @@ from conftest import Services
 from livelog.models import LogLine
 from livelog.runs import RunLogger
 from livelog.store import RunStore
-from livelog.testing import make_lines
+from livelog.testing import eventually, make_lines
 
 
 async def open_store(path: Path, *runs: str) -> RunStore:
@@ -89,6 +89,35 @@ async def test_a_full_queue_drops_new_lines_counted_and_logged(
     assert [line["seq"] for line in await store.lines("flood", 0, 100)] == list(range(1, 11))
     assert store.writer.dropped == 5 and store.writer.pending == 0
     assert "Left 1 line(s) out of the run store (1 in all): 10 lines already wait to be written" in caplog.text
+    await store.close()
+
+
+async def test_settle_waits_for_the_lines_before_it_though_later_ones_are_dropped(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "stall")
+    store.writer.max_pending = 2
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the disk stalls: the writer's next commit waits for this lock
+    lines = make_lines("stall", 1, 6)
+    store.append_line(lines[0])
+    await eventually(lambda: store.writer.pending == 0, what="the writer to take line 1")  # and wait on the lock
+    store.append_line(lines[1])
+    store.append_line(lines[2])
+
+    async def written_when_settled() -> int:
+        await store.writer.settle()
+        return store.writer.written
+
+    settled = asyncio.create_task(written_when_settled())
+    await asyncio.sleep(0)  # the call: it waits for lines 1 to 3
+    for line in lines[3:]:  # a full queue: dropped, after the call
+        store.append_line(line)
+    await asyncio.sleep(0.2)
+    assert not settled.done(), "lines 1 to 3 are not written yet"
+    lock.execute("COMMIT")
+    assert await asyncio.wait_for(settled, 10) == 3, "settle returned before every line before the call was written"
+    assert store.writer.dropped == 3
+    assert [line["seq"] for line in await store.lines("stall", 0, 10)] == [1, 2, 3]
+    lock.close()
     await store.close()
 
 

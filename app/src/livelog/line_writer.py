@@ -34,7 +34,10 @@ class LineWriter:
         self._pending: list[LogLine] = []
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
-        self._handled = 0  # lines appended and since written or dropped
+        # lines queued for the writer, and of those (in order) the ones since written or dropped; a line dropped at
+        # `append` is in neither, so it cannot count for a line still waiting
+        self._queued = 0
+        self._handled = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -47,15 +50,15 @@ class LineWriter:
     def append(self, line: LogLine) -> None:
         self.appended += 1
         if len(self._pending) >= self.max_pending:
-            self._handled += 1  # never queued: done with at once (a batch is waiting, so a waiter will hear)
             self._drop(1, f"{self.max_pending} lines already wait to be written")
             return
+        self._queued += 1
         self._pending.append(line)
         self._wake.set()
 
     async def settle(self) -> None:
         """Return once every line appended before the call is written (or counted as dropped)."""
-        target = self.appended
+        target = self._queued
         if self._handled >= target:
             return
         async with self._progress:
