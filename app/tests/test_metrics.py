@@ -29,6 +29,9 @@ async def test_counters_move_with_a_line(shared_pair: tuple[Service, Service]) -
 
     assert httpx.post(f"{api.url}/api/test-log", json={"run_id": "metered", "message": "m"}).status_code == 200
     await eventually(lambda: len(viewer.lines) == 1, what="the line")
+    # the broadcaster counts a line sent once the server's answer is back, which may be after the viewer has it
+    sent = "livelog_lines_sent_total"
+    await eventually(lambda: scrape(api)[sent] == before_api[sent] + 1, what="the line counted as sent")
     after_api, after_sio = scrape(api), scrape(sio)
     await viewer.close()
 

@@ -175,8 +175,16 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
 
 
 def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, sio: SocketIOServer) -> Iterator[Metric]:
-    yield counter("lines_received", "Lines the broadcaster (or another node) handed to this node", hub.lines_received)
-    yield counter("lines_emitted", "Lines emitted to rooms as single `log` events", hub.lines_emitted)
+    yield counter(
+        "lines_received",
+        "Lines the broadcaster posted to this node (not those that reach it from other nodes through Redis)",
+        hub.lines_received,
+    )
+    yield counter(
+        "lines_emitted",
+        "Of those, the lines new to this node, which it emitted (as `log` events only where someone takes them)",
+        hub.lines_emitted,
+    )
     yield gauge("clients", "Socket.IO clients connected", hub.clients)
     yield gauge("subscriptions", "Subscriptions of the connected clients", hub.subscription_count())
     yield gauge("connections_open", "HTTP requests and WebSockets open under /socket.io/", edge.open)
