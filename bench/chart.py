@@ -55,7 +55,7 @@ def main() -> None:
     bars(
         axes[0],
         {name: rate for name, rate in throughput.items() if isinstance(rate, float)},
-        "Throughput to one client, lines/s (median of rounds; same run)",
+        "Throughput to one client, lines/s (median of interleaved rounds; same run)",
         "lines/s (log scale)",
         log=True,
     )

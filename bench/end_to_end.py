@@ -2,10 +2,11 @@
 
 Starts a Socket.IO server and an API as `livelog serve` processes in a temporary directory, then for each
 case runs a `chatter` workflow and measures at the clients: lines/s, and latency from the line's
-timestamp (taken when the workflow logged it) to its arrival. Prints a table and writes
-bench/results/end_to_end.json; asserts nothing. (Loopback, no nginx in between.)
+timestamp (taken when the workflow logged it) to its arrival. Each round runs every case once, in turn; each
+figure is the median of `--rounds`. Prints a table and writes bench/results/end_to_end.json; asserts nothing.
+(Loopback, no nginx in between.)
 
-    python bench/end_to_end.py [--lines 5000]
+    python bench/end_to_end.py [--lines 5000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ async def measure(sio_url: str, api_url: str, lines: int, interval_ms: int, batc
     }
 
 
-async def main(lines: int) -> dict[str, dict[str, float]]:
+async def main(lines: int, rounds: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         sio_port, api_port = free_port(), free_port()
@@ -96,25 +97,30 @@ async def main(lines: int) -> dict[str, dict[str, float]]:
             ("~500 lines/s (2 ms apart), per line", 2, False, 1),
             ("~50 lines/s (20 ms apart), per line", 20, False, 1),
         ]
-        print(f"{'case':45} {'lines':>6} {'lines/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-        figures = {}
+        by_round: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in cases}
         try:
-            for name, interval, batch, clients in cases:
-                count = lines if interval == 0 else min(lines, 10_000 // max(interval, 1))
-                result = await measure(sio_url, api_url, count, interval, batch, clients)
-                figures[name] = result
-                print(
-                    f"{name:45} {count:>6} {result['lines/s']:>9.0f} {result['p50 ms']:>8.1f} {result['p99 ms']:>8.1f}"
-                )
+            for _ in range(rounds):
+                for name, interval, batch, clients in cases:
+                    count = lines if interval == 0 else min(lines, 10_000 // max(interval, 1))
+                    by_round[name].append(await measure(sio_url, api_url, count, interval, batch, clients))
         finally:
             for service in (api, sio):
                 service.stop()
+    figures = {
+        name: {figure: statistics.median(result[figure] for result in results) for figure in results[0]}
+        for name, results in by_round.items()
+    }
+    print(f"{'case (median of ' + str(rounds) + ' rounds)':45} {'lines/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, result in figures.items():
+        print(f"{name:45} {result['lines/s']:>9.0f} {result['p50 ms']:>8.1f} {result['p99 ms']:>8.1f}")
     return figures
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=5000)
-    results = asyncio.run(main(parser.parse_args().lines))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results = asyncio.run(main(args.lines, args.rounds))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "end_to_end.json").write_text(json.dumps(results, indent=2))

@@ -6,12 +6,13 @@
 - the ceiling: bench/emit_server.py, a bare python-socketio server emitting the same batches of 200 in-process;
 - the seed's broadcaster style: a new httpx client per line, awaited, posting each line to the Socket.IO server.
 
-Lines/s are counted at the client, from the request that starts the run to the last line; each figure is the
-median of `--rounds`. Prints livelog/ceiling and livelog/seed, and where the CPU went: each process's CPU time per
-line (from /proc), the client's being this process. Writes bench/results/throughput.json. Asserts nothing. The
-seed-style baseline is bounded to `--seed-lines` lines (it is slow).
+Lines/s are counted at the client, from the request that starts the run to the last line. Each round runs every
+case once, in turn; a figure is the median of `--rounds`, and livelog/ceiling and livelog/seed are the medians of
+each round's own ratio. Prints them, and where the CPU went: each process's CPU time per line (from /proc), the
+client's being this process. Writes bench/results/throughput.json. Asserts nothing. The seed-style baseline is
+bounded to `--seed-lines` lines (it is slow).
 
-    python bench/throughput.py [--lines 100000] [--rounds 3] [--seed-lines 300]
+    python bench/throughput.py [--lines 100000] [--rounds 5] [--seed-lines 300]
 """
 
 from __future__ import annotations
@@ -132,15 +133,23 @@ class CpuPerLine:
         }
 
 
-async def median_of(
-    rounds: int, measure: Callable[[], Awaitable[float]], cpu: CpuPerLine, case: str, lines: int
-) -> float:
-    rates = []
+async def interleaved(
+    rounds: int, cases: dict[str, tuple[Callable[[], Awaitable[float]], int]], cpu: CpuPerLine
+) -> dict[str, list[float]]:
+    """Lines/s of each case in each round. A round runs every case once, in turn, so a change in the machine's load
+    (it is shared) weighs on the baselines and on livelog alike."""
+    rates: dict[str, list[float]] = {case: [] for case in cases}
     for _ in range(rounds):
-        before = cpu.times()
-        rates.append(await measure())
-        cpu.add(case, before, cpu.times(), lines)
-    return statistics.median(rates)
+        for case, (measure, lines) in cases.items():
+            before = cpu.times()
+            rates[case].append(await measure())
+            cpu.add(case, before, cpu.times(), lines)
+    return rates
+
+
+def median_ratio(rates: dict[str, list[float]], case: str, baseline: str) -> float:
+    """The median over the rounds of `case` against the baseline measured in the same round."""
+    return statistics.median(rate / base for rate, base in zip(rates[case], rates[baseline], strict=True))
 
 
 async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, object]:
@@ -175,29 +184,32 @@ async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, object]:
                 PER_LINE: (lambda: livelog_rate(sio, api, lines, False), lines),
                 SEED: (lambda: seed_style_rate(sio, seed_lines), seed_lines),
             }
-            figures = {
-                case: await median_of(rounds, measure, cpu, case, count) for case, (measure, count) in cases.items()
-            }
+            rates = await interleaved(rounds, cases, cpu)
             dropped = api.health()["broadcaster"]["dropped"]
         finally:
             ceiling.terminate()
             await ceiling.wait()
             for service in (api, sio):
                 service.stop()
-    print(f"{'throughput, lines/s at the client (median of ' + str(rounds) + ')':55} {'lines/s':>10}")
+    figures = {case: statistics.median(case_rates) for case, case_rates in rates.items()}
+    ratios = {
+        "livelog/ceiling": median_ratio(rates, BATCHED, CEILING),
+        "livelog/seed style": median_ratio(rates, BATCHED, SEED),
+    }
+    print(f"{'throughput, lines/s at the client (median of ' + str(rounds) + ' rounds)':55} {'lines/s':>10}")
     for name, rate in figures.items():
         print(f"{name:55} {rate:>10.0f}")
     print(f"lines the broadcaster dropped: {dropped}")
-    livelog = figures[BATCHED]
-    print(f"livelog/ceiling {livelog / figures[CEILING]:.2f} (target >= 0.5)")
-    print(f"livelog/seed style {livelog / figures[SEED]:.0f} (target >= 2000)")
+    each = " ".join(f"{rate / base:.2f}" for rate, base in zip(rates[BATCHED], rates[CEILING], strict=True))
+    print(f"livelog/ceiling {ratios['livelog/ceiling']:.2f} (target >= 0.5; median of the rounds' own: {each})")
+    print(f"livelog/seed style {ratios['livelog/seed style']:.0f} (target >= 2000)")
     cpu_per_line = cpu.medians()
     names = [*cpu.processes, CLIENT]
     print(f"{'CPU per line, µs (median)':45}" + "".join(f"{name:>12}" for name in names) + f"{'in all':>10}")
     for case in (CEILING, BATCHED):
         us = cpu_per_line[case]
         print(f"{case:45}" + "".join(f"{us[name]:>12.1f}" for name in names) + f"{sum(us.values()):>10.1f}")
-    return {**figures, "cpu_us_per_line": cpu_per_line}
+    return {**figures, "ratios": ratios, "lines_per_s_by_round": rates, "cpu_us_per_line": cpu_per_line}
 
 
 if __name__ == "__main__":
@@ -205,7 +217,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # the longest run there is: a shorter one weighs the start (a request, the first batch) more than the flow
     parser.add_argument("--lines", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed-lines", type=int, default=300)
     args = parser.parse_args()
     results = asyncio.run(main(args.lines, args.rounds, args.seed_lines))
