@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from livelog.testing import Service, free_port, service_env, start_services
 
@@ -116,3 +118,16 @@ def wait_listening(port: int, seconds: float = 10) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def scrape(service: Service) -> dict[str, float]:
+    """Every sample of the service's /metrics, by name and labels."""
+    response = httpx.get(f"{service.url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

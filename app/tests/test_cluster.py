@@ -10,7 +10,7 @@ import signal
 
 import httpx
 import pytest
-from conftest import Services
+from conftest import Services, scrape
 
 from livelog.subscriber import LogSubscriber
 from livelog.testing import Service, eventually, free_port, start_services
@@ -50,6 +50,7 @@ async def test_every_client_on_every_node_gets_every_line(cluster: tuple[list[Se
     nodes, api = cluster
     clients = [await LogSubscriber(node.url, "c-200").connect() for node in nodes]
     batched = await LogSubscriber(nodes[1].url, "c-200", batch=True).connect()
+    before = [scrape(node) for node in nodes]
 
     total = start_chatter(api, "c-200", lines=200, interval_ms=2)
 
@@ -57,6 +58,14 @@ async def test_every_client_on_every_node_gets_every_line(cluster: tuple[list[Se
         await eventually(lambda client=client: len(client.lines) >= total, what="all lines on every node")
         assert client.seqs() == list(range(1, total + 1))
         assert client.duplicates == 0 and client.gaps == [], "the server sent each line once, without holes"
+    # the broadcaster posts to its first node; the second has the lines through Redis, and counts them so
+    received, relayed = "livelog_lines_received_total", "livelog_lines_relayed_total"
+    await eventually(lambda: scrape(nodes[1])[relayed] == before[1][relayed] + total, what="lines counted as relayed")
+    after = [scrape(node) for node in nodes]
+    assert after[0][received] == before[0][received] + total and after[0][relayed] == before[0][relayed]
+    assert after[1][received] == before[1][received]
+    lag_count = "livelog_emit_lag_seconds_count"
+    assert after[1][lag_count] > before[1][lag_count], "the relayed lines' lag is observed where they are emitted"
     late = await LogSubscriber(nodes[1].url, "c-200", after_seq=150).connect()
     await eventually(lambda: len(late.lines) == total - 150, what="replay from the other node")
     assert late.seqs() == list(range(151, total + 1))

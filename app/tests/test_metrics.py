@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
+from conftest import scrape
 
 from livelog.subscriber import LogSubscriber
 from livelog.testing import Service, eventually
-
-
-def scrape(service: Service) -> dict[str, float]:
-    """Every sample of the service's /metrics, by name and labels."""
-    response = httpx.get(f"{service.url}/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
 
 
 async def test_counters_move_with_a_line(shared_pair: tuple[Service, Service]) -> None:

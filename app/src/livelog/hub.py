@@ -101,6 +101,7 @@ class LogHub:
         self.subscriptions: dict[str, set[str]] = defaultdict(set)
         self.lines_received = 0
         self.lines_emitted = 0
+        self.lines_relayed = 0
 
     def advance_marks(self, event: Event, lines: list[LogLine]) -> list[LogLine]:
         """Move the marks of `event` past `lines` (call under `lock`); return the lines that moved them."""
@@ -157,9 +158,17 @@ class LogHub:
                 raise
         self.lines_received += len(lines)
         self.lines_emitted += len(singles)
+        self._observe_lag(lines)
+        return len(singles)
+
+    def relayed(self, lines: list[LogLine]) -> None:
+        """Count lines another node published, new here and emitted here through Redis, and observe their lag."""
+        self.lines_relayed += len(lines)
+        self._observe_lag(lines)
+
+    def _observe_lag(self, lines: list[LogLine]) -> None:
         if self.observe_lag is not None and lines:
             self.observe_lag(max(0.0, time.time() - min(line["ts"] for line in lines)))
-        return len(singles)
 
     def rewind_marks(self, event: Event, moved: list[LogLine]) -> None:
         """Set the marks of `event` back before `moved`, lines advance_marks returned (call under `lock`)."""
@@ -287,3 +296,5 @@ class HubRedisManager(socketio.AsyncRedisManager, RoomEmitManager):  # type: ign
             moved = self.hub.advance_marks(Event(event), lines)
             if moved:
                 await super()._handle_emit({**message, "data": moved if event == Event.LINE else [moved]})
+        if event == Event.BATCH:  # every line comes as a `logs` batch, some also as `log` events: counted once
+            self.hub.relayed(moved)

@@ -177,13 +177,18 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
 def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, sio: SocketIOServer) -> Iterator[Metric]:
     yield counter(
         "lines_received",
-        "Lines the broadcaster posted to this node (not those that reach it from other nodes through Redis)",
+        "Lines the broadcaster posted to this node (those from other nodes through Redis: lines_relayed)",
         hub.lines_received,
     )
     yield counter(
         "lines_emitted",
         "Of those, the lines new to this node, which it emitted (as `log` events only where someone takes them)",
         hub.lines_emitted,
+    )
+    yield counter(
+        "lines_relayed",
+        "Lines other nodes published that reached this node through Redis, new here, and went to its viewers",
+        hub.lines_relayed,
     )
     yield gauge("clients", "Socket.IO clients connected", hub.clients)
     yield gauge("subscriptions", "Subscriptions of the connected clients", hub.subscription_count())
