@@ -42,7 +42,7 @@ class CommitEachLine(RunStore):
 
 async def time_calls(store: RunStore, endpoint: str, lines: int, run_id: str) -> list[float]:
     """Microseconds per call, for `lines` calls."""
-    store.create_run(run_id, "bench", {})
+    await store.create_run(run_id, "bench", {})
     broadcaster = HttpBroadcaster(endpoint, timeout=1.0, backoff_max=0.5)
     await broadcaster.start()
     emit = RunLogger(run_id, store, broadcaster)

@@ -49,6 +49,15 @@ def test_runs_per_key_are_capped(capped: tuple[Service, Service]) -> None:
     assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
 
 
+async def test_runs_started_at_once_are_capped_too(services: Services) -> None:
+    """A start waits for the store to record its run: the ones that come meanwhile count it."""
+    _, api = services.pair(**AUTH, LIVELOG_MAX_RUNS_PER_KEY=2)
+    slow = {"workflow": "chatter", "lines": 100, "interval_ms": 1000}
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=10) as client:
+        answers = await asyncio.gather(*(client.post(f"{api.url}/api/runs", json=slow) for _ in range(6)))
+    assert sorted(answer.status_code for answer in answers) == [202, 202, 429, 429, 429, 429]
+
+
 async def test_subscriptions_per_connection_are_capped(capped: tuple[Service, Service]) -> None:
     sio, api = capped
     token = post(api, "/api/viewer-tokens", json={"runs": ["*"]}).json()["token"]

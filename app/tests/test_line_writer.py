@@ -12,6 +12,7 @@ import httpx
 import pytest
 from conftest import Services
 
+from livelog.line_writer import MAX_BATCH
 from livelog.models import LogLine
 from livelog.runs import RunLogger
 from livelog.store import RunStore
@@ -22,11 +23,11 @@ async def open_store(path: Path, *runs: str) -> RunStore:
     store = RunStore(path)
     store.start()
     for run_id in runs:
-        assert store.create_run(run_id, "test", {})
+        assert await store.create_run(run_id, "test", {})
     return store
 
 
-async def test_lines_logged_without_a_pause_are_kept_in_order_in_one_transaction(tmp_path: Path) -> None:
+async def test_lines_logged_without_a_pause_are_kept_in_order_in_few_transactions(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "api.sqlite3", "a", "b")
     a, b = make_lines("a", 1, 20_000), make_lines("b", 1, 20_000)
     for line_a, line_b in zip(a, b, strict=True):  # two runs, interleaved, as concurrent workflows log
@@ -37,8 +38,8 @@ async def test_lines_logged_without_a_pause_are_kept_in_order_in_one_transaction
     assert await store.lines("b", 0, 100_000) == b
     assert [run["lines"] for run in await store.recent_runs(10)] == [20_000, 20_000]
     assert store.writer.written == 40_000 and store.writer.dropped == 0
-    # appended without yielding to the event loop: the writer found them all waiting, and took them at once
-    assert store.writer.batches == 1
+    # appended without yielding to the event loop: the writer found them all waiting, and took the most it takes
+    assert store.writer.batches == 40_000 // MAX_BATCH
     await store.close()
 
 
@@ -117,6 +118,28 @@ async def test_settle_waits_for_the_lines_before_it_though_later_ones_are_droppe
     assert await asyncio.wait_for(settled, 10) == 3, "settle returned before every line before the call was written"
     assert store.writer.dropped == 3
     assert [line["seq"] for line in await store.lines("stall", 0, 10)] == [1, 2, 3]
+    lock.close()
+    await store.close()
+
+
+async def test_a_run_starts_and_finishes_without_the_event_loop_waiting_for_the_write_lock(tmp_path: Path) -> None:
+    """A run's rows and retention are written on the writer's thread: while another transaction holds SQLite's write
+    lock (a long batch, a stalled disk), the event loop goes on, and the writes land once the lock is free."""
+    store = await open_store(tmp_path / "api.sqlite3", "before")
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    created = asyncio.create_task(store.create_run("during", "test", {}))
+    finished = asyncio.create_task(store.finish_run("before", "succeeded"))
+    pruned = asyncio.create_task(store.prune(max_age_s=0, max_lines=0))
+    # on the event loop's thread, each would block the loop in SQLite's busy wait for 5 s, then fail "locked"
+    await asyncio.sleep(0.2)
+    assert not any(task.done() for task in (created, finished, pruned)), "they wait for the lock, off the loop"
+    assert (await store.get_run("before"))["status"] == "running", "reads go on meanwhile"
+    lock.execute("COMMIT")
+    assert await asyncio.wait_for(created, 10) is True
+    await asyncio.wait_for(finished, 10)
+    assert await asyncio.wait_for(pruned, 10) == ["before"]
+    assert [run["run_id"] for run in await store.recent_runs(10)] == ["during"]
     lock.close()
     await store.close()
 

@@ -69,7 +69,7 @@ async def api_health(
 
 @router.post("/api/runs", status_code=202, responses=STARTED)
 async def create_run(caller: KeyHolderDep, runs: RunsDep, request: RunRequest | None = None) -> RunStarted:
-    run_id = runs.start(request or RunRequest(), owner=caller.owner)
+    run_id = await runs.start(request or RunRequest(), owner=caller.owner)
     return RunStarted(run_id=run_id, status="running", logs=f"/api/runs/{run_id}/logs")
 
 

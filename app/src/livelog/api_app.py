@@ -43,7 +43,7 @@ def create_api(settings: Settings) -> FastAPI:
             retention_s=settings.retention_days * 86400,
             retention_lines=settings.retention_lines,
         )
-        runs.prune()
+        await runs.prune()
         app.state.livelog = ApiState(settings=settings, store=store, broadcaster=broadcaster, runs=runs)
         yield
         await runs.shutdown()

@@ -1,17 +1,26 @@
 """The lines of runs, written to the run store in batches, off the event loop: one transaction per batch.
 
-`append` is what a workflow's log call pays: a list append. A writer task takes every line appended so far and
-commits them on a thread with one transaction, so a line at a low rate is written at once (no timer) and, under
-load, the lines that arrive while one batch commits make the next batch. Readers that need what was logged
-`settle()` first. Bounded: past `max_pending` lines waiting (the disk stalls), new lines are left out of the
-store, counted and logged; they still go to the viewers. A crash loses at most the lines waiting and the batch
-being committed, a few milliseconds' worth; a stop writes everything first (`close`).
+`append` is what a workflow's log call pays: a list append. A writer task takes the lines appended so far (up to
+MAX_BATCH) and commits them on a thread with one transaction, so a line at a low rate is written at once (no
+timer) and, under load, the lines that arrive while one batch commits make the next batch. Readers that need
+what was logged `settle()` first.
+
+Bounded: past `max_pending` lines waiting (the disk stalls), new lines are left out of the store, counted and
+logged; they still go to the viewers. A crash loses at most the lines waiting and the batch being committed: a
+few milliseconds' worth, up to `max_pending` if the disk stalls. A stop writes everything first (`close`).
+
+The store's other writes (a run's start and finish, retention) go through `execute`, on the same connection and
+thread, between batches: the event loop never waits for SQLite's write lock, which a batch, a large retention
+delete or a stalled disk can hold for long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from livelog import sqlite
 from livelog.logs import TaggedLogger, Tally
@@ -20,6 +29,10 @@ from livelog.models import LogLine
 log = TaggedLogger("livelog.store", "[EXECUTOR]")
 
 MAX_PENDING = 100_000
+# lines a transaction takes at most: the store's other writes (a run's start) wait for the batch under way, and
+# under load, with the event loop holding the GIL, 10,000 lines took up to 150 ms; a batch is rarely larger anyway
+MAX_BATCH = 1_000
+T = TypeVar("T")
 
 
 class LineWriter:
@@ -30,7 +43,8 @@ class LineWriter:
         self.batches = 0
         # lines left out of the store (too many waiting, or a failed commit), logged at most every 10 s
         self._drops = Tally()
-        self._db = sqlite.connect(path, check_same_thread=False)  # used by one writer thread at a time
+        self._db = sqlite.connect(path, check_same_thread=False)  # used by one thread at a time: under `_connection`
+        self._connection = asyncio.Lock()
         self._pending: list[LogLine] = []
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
@@ -64,22 +78,30 @@ class LineWriter:
         async with self._progress:
             await self._progress.wait_for(lambda: self._handled >= target)
 
+    async def execute(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `operation` with the writer's connection, on a thread, between batches; return what it returns."""
+        async with self._connection:
+            return await asyncio.to_thread(operation, self._db)
+
     async def close(self) -> None:
         """Write every line waiting, then stop."""
         if self._task is not None:
             await self.settle()
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._db.close()
+        async with self._connection:  # an operation under way ends first
+            self._db.close()
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
                 try:
-                    await asyncio.to_thread(self._write, batch)
+                    async with self._connection:
+                        await asyncio.to_thread(self._write, batch)
                     self.written += len(batch)
                     self.batches += 1
                 except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode: the writer

@@ -93,7 +93,7 @@ class RunManager:
     def active(self) -> int:
         return len(self._tasks)
 
-    def start(self, request: RunRequest, owner: str = "") -> str:
+    async def start(self, request: RunRequest, owner: str = "") -> str:
         """Start a workflow run for `owner` (who asked: an API key's id); return its id.
 
         Raises TooManyRuns when the owner has the most runs going it may have, RunExists when the id is taken,
@@ -101,8 +101,12 @@ class RunManager:
         """
         if self._running[owner] >= self._max_runs_per_owner:
             raise TooManyRuns(self._max_runs_per_owner)
-        run_id = self._create(request.run_id, request.workflow, request.model_dump(exclude={"run_id"}))
-        self._running[owner] += 1
+        self._running[owner] += 1  # now: a start that comes while the store records this one counts it
+        try:
+            run_id = await self._create(request.run_id, request.workflow, request.model_dump(exclude={"run_id"}))
+        except BaseException:
+            self._running[owner] -= 1
+            raise
         task = asyncio.create_task(self._execute(run_id, request))
         self._tasks.add(task)
 
@@ -113,17 +117,17 @@ class RunManager:
         task.add_done_callback(ended)
         return run_id
 
-    def prune(self) -> None:
+    async def prune(self) -> None:
         """Apply the retention policy to the store; say what went."""
-        if removed := self.store.prune(self._retention_s, self._retention_lines):
+        if removed := await self.store.prune(self._retention_s, self._retention_lines):
             log.info("Retention removed %d runs (oldest: %s)", len(removed), removed[0])
 
     async def log_test_line(self, run_id: str | None, message: str) -> LogLine:
         """A one-line run, finished at once: proves the way from here to the browsers."""
-        run_id = self._create(run_id or f"test-{uuid.uuid4().hex[:12]}", "test-log", {})
+        run_id = await self._create(run_id or f"test-{uuid.uuid4().hex[:12]}", "test-log", {})
         line = RunLogger(run_id, self.store, self._broadcaster)(f"[TEST] {message}")
         await self.store.finish_run(run_id, "succeeded")
-        self.prune()
+        await self.prune()
         return line
 
     async def shutdown(self) -> None:
@@ -131,11 +135,11 @@ class RunManager:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _create(self, run_id: str | None, workflow: str, params: dict[str, Any]) -> str:
+    async def _create(self, run_id: str | None, workflow: str, params: dict[str, Any]) -> str:
         run_id = run_id or uuid.uuid4().hex[:16]
         if (until := self.store.held_until(run_id)) is not None:
             raise RunIdHeld(run_id, until)
-        if not self.store.create_run(run_id, workflow, params):
+        if not await self.store.create_run(run_id, workflow, params):
             raise RunExists(run_id)
         return run_id
 
@@ -153,4 +157,4 @@ class RunManager:
             await self.store.finish_run(run_id, "failed", str(exc))
         else:
             await self.store.finish_run(run_id, "succeeded")
-        self.prune()
+        await self.prune()

@@ -1,12 +1,15 @@
 """The API's run and log history, in SQLite under the service's data directory (the source of truth).
 
-Lines go through a LineWriter (batched, off the event loop); what reads lines or their count settles it first,
-so a reader sees every line logged before it asked.
+Every write goes through a LineWriter, off the event loop: lines in batches, the rest (a run's start and finish,
+retention) between them. What reads lines or their count settles it first, so a reader sees every line logged
+before it asked. Reads are on the event loop: in WAL mode they never wait for a writer.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -43,13 +46,17 @@ class RunStore:
         """Start writing lines (needs the running event loop)."""
         self.writer.start()
 
-    def create_run(self, run_id: str, workflow: str, params: dict[str, Any]) -> bool:
+    async def create_run(self, run_id: str, workflow: str, params: dict[str, Any]) -> bool:
         """Record a new run; False if the id is taken."""
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO runs (run_id, workflow, status, params, created) VALUES (?, ?, ?, ?, ?)",
-            (run_id, workflow, "running", json.dumps(params), time.time()),
-        )
-        return cursor.rowcount == 1
+        row = (run_id, workflow, "running", json.dumps(params), time.time())
+
+        def insert(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, workflow, status, params, created) VALUES (?, ?, ?, ?, ?)", row
+            )
+            return cursor.rowcount == 1
+
+        return await self.writer.execute(insert)
 
     def held_until(self, run_id: str) -> float | None:
         """When the id of a run retention removed may be used again; None if it is not held."""
@@ -58,10 +65,12 @@ class RunStore:
 
     async def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         await self.writer.settle()  # a finished run has all its lines
-        self._db.execute(
-            "UPDATE runs SET status = ?, finished = ?, error = ? WHERE run_id = ?",
-            (status, time.time(), error, run_id),
-        )
+        row = (status, time.time(), error, run_id)
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE runs SET status = ?, finished = ?, error = ? WHERE run_id = ?", row)
+
+        await self.writer.execute(update)
 
     def mark_interrupted(self) -> int:
         """Runs left `running` by a previous process cannot finish any more."""
@@ -98,31 +107,11 @@ class RunStore:
         )
         return [sqlite.to_line(row) for row in rows]
 
-    def prune(self, max_age_s: float, max_lines: int) -> list[str]:
+    async def prune(self, max_age_s: float, max_lines: int) -> list[str]:
         """Delete finished runs older than `max_age_s`, then the oldest finished runs while the store holds more
         than `max_lines` lines; return the ids deleted, which are held for RETIRED_ID_HOLD_S. Running runs are never
         deleted."""
-        now = time.time()
-        cutoff = now - max_age_s
-        doomed = []
-        total = self._db.execute("SELECT COALESCE(SUM(lines), 0) FROM runs").fetchone()[0]
-        # oldest first, read only as far as needed: the aged runs, then older runs while over the line limit
-        finished = self._db.execute(
-            "SELECT run_id, lines, created FROM runs WHERE status != 'running' ORDER BY created"
-        )
-        for run_id, lines, created in finished:
-            if created >= cutoff and total <= max_lines:
-                break
-            doomed.append(run_id)
-            total -= lines
-        with self._db:
-            self._db.execute("BEGIN")
-            for run_id in doomed:
-                self._db.execute("DELETE FROM lines WHERE run_id = ?", (run_id,))
-                self._db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-            self._db.executemany("INSERT OR REPLACE INTO retired_ids VALUES (?, ?)", ((r, now) for r in doomed))
-            self._db.execute("DELETE FROM retired_ids WHERE retired <= ?", (now - RETIRED_ID_HOLD_S,))
-        return doomed
+        return await self.writer.execute(functools.partial(_prune, max_age_s=max_age_s, max_lines=max_lines))
 
     async def close(self) -> None:
         """Write every line waiting, then close."""
@@ -142,3 +131,25 @@ def _to_run(row: tuple[Any, ...]) -> Run:
         error=error,
         lines=lines,
     )
+
+
+def _prune(db: sqlite3.Connection, max_age_s: float, max_lines: int) -> list[str]:
+    now = time.time()
+    cutoff = now - max_age_s
+    doomed = []
+    total = db.execute("SELECT COALESCE(SUM(lines), 0) FROM runs").fetchone()[0]
+    # oldest first, read only as far as needed: the aged runs, then older runs while over the line limit
+    finished = db.execute("SELECT run_id, lines, created FROM runs WHERE status != 'running' ORDER BY created")
+    for run_id, lines, created in finished:
+        if created >= cutoff and total <= max_lines:
+            break
+        doomed.append(run_id)
+        total -= lines
+    with db:
+        db.execute("BEGIN")
+        for run_id in doomed:
+            db.execute("DELETE FROM lines WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        db.executemany("INSERT OR REPLACE INTO retired_ids VALUES (?, ?)", ((r, now) for r in doomed))
+        db.execute("DELETE FROM retired_ids WHERE retired <= ?", (now - RETIRED_ID_HOLD_S,))
+    return doomed
