@@ -144,6 +144,27 @@ async def test_a_run_starts_and_finishes_without_the_event_loop_waiting_for_the_
     await store.close()
 
 
+async def test_a_cancelled_write_keeps_the_connection_until_its_thread_ends(tmp_path: Path) -> None:
+    """A thread cannot be stopped: a write cancelled while SQLite waits in it must not let the next one share the
+    connection meanwhile."""
+    store = await open_store(tmp_path / "api.sqlite3")
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    created = asyncio.create_task(store.create_run("cancelled", "test", {}))
+    await asyncio.sleep(0.1)
+    created.cancel()
+    after = asyncio.create_task(store.create_run("after", "test", {}))
+    await asyncio.sleep(0.2)
+    assert not created.done() and not after.done(), "both wait for the thread that still waits for the lock"
+    lock.execute("COMMIT")
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(created, 10)
+    assert await asyncio.wait_for(after, 10) is True
+    assert {run["run_id"] for run in await store.recent_runs(10)} == {"cancelled", "after"}, "the thread's insert ran"
+    lock.close()
+    await store.close()
+
+
 async def test_a_batch_the_store_cannot_take_is_counted_and_the_writer_goes_on(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "api.sqlite3", "odd")
     store.append_line({**make_lines("odd", 1, 1)[0], "message": "a lone surrogate \ud800"})  # SQLite cannot encode it

@@ -17,6 +17,7 @@ delete or a stalled disk can hold for long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ MAX_PENDING = 100_000
 # lines a transaction takes at most: the store's other writes (a run's start) wait for the batch under way, and
 # under load, with the event loop holding the GIL, 10,000 lines took up to 150 ms; a batch is rarely larger anyway
 MAX_BATCH = 1_000
+A = TypeVar("A")
 T = TypeVar("T")
 
 
@@ -80,8 +82,20 @@ class LineWriter:
 
     async def execute(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run `operation` with the writer's connection, on a thread, between batches; return what it returns."""
+        return await self._on_thread(operation, self._db)
+
+    async def _on_thread(self, function: Callable[[A], T], argument: A) -> T:
+        """`function(argument)` on a thread, holding the connection. A cancel still waits for the thread to end (a
+        thread cannot be stopped) before the connection goes to the next batch or operation, then goes on."""
         async with self._connection:
-            return await asyncio.to_thread(operation, self._db)
+            work = asyncio.ensure_future(asyncio.to_thread(function, argument))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                while not work.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({work})
+                raise
 
     async def close(self) -> None:
         """Write every line waiting, then stop."""
@@ -100,8 +114,7 @@ class LineWriter:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 try:
-                    async with self._connection:
-                        await asyncio.to_thread(self._write, batch)
+                    await self._on_thread(self._write, batch)
                     self.written += len(batch)
                     self.batches += 1
                 except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode: the writer
