@@ -1,8 +1,9 @@
 """The API's run and log history, in SQLite under the service's data directory (the source of truth).
 
-Every write goes through a LineWriter, off the event loop: lines in batches, the rest (a run's start and finish,
-retention) between them. What reads lines or their count settles it first, so a reader sees every line logged
-before it asked. Reads are on the event loop: in WAL mode they never wait for a writer.
+Every write once serving (all but startup's `mark_interrupted`) goes through a LineWriter, off the event loop:
+lines in batches, the rest (a run's start and finish, retention) between them. What reads lines or their count
+settles it first, so a reader sees every line logged before it asked. Reads are on the event loop: in WAL mode they
+never wait for a writer.
 """
 
 from __future__ import annotations
