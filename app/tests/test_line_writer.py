@@ -14,16 +14,17 @@ from conftest import Services
 
 from livelog.line_writer import MAX_BATCH
 from livelog.models import LogLine
-from livelog.runs import RunLogger
+from livelog.runs import RunLogger, RunManager
 from livelog.store import RunStore
 from livelog.testing import eventually, make_lines
+from livelog.workflows import RunRequest
 
 
 async def open_store(path: Path, *runs: str) -> RunStore:
     store = RunStore(path)
     store.start()
     for run_id in runs:
-        assert await store.create_run(run_id, "test", {})
+        assert await store.create_run(run_id, "test", {}) == (True, None)
     return store
 
 
@@ -136,7 +137,7 @@ async def test_a_run_starts_and_finishes_without_the_event_loop_waiting_for_the_
     assert not any(task.done() for task in (created, finished, pruned)), "they wait for the lock, off the loop"
     assert (await store.get_run("before"))["status"] == "running", "reads go on meanwhile"
     lock.execute("COMMIT")
-    assert await asyncio.wait_for(created, 10) is True
+    assert await asyncio.wait_for(created, 10) == (True, None)
     await asyncio.wait_for(finished, 10)
     assert await asyncio.wait_for(pruned, 10) == ["before"]
     assert [run["run_id"] for run in await store.recent_runs(10)] == ["during"]
@@ -159,8 +160,29 @@ async def test_a_cancelled_write_keeps_the_connection_until_its_thread_ends(tmp_
     lock.execute("COMMIT")
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(created, 10)
-    assert await asyncio.wait_for(after, 10) is True
+    assert await asyncio.wait_for(after, 10) == (True, None)
     assert {run["run_id"] for run in await store.recent_runs(10)} == {"cancelled", "after"}, "the thread's insert ran"
+    lock.close()
+    await store.close()
+
+
+async def test_a_start_cancelled_while_the_store_records_it_still_starts_the_run(tmp_path: Path) -> None:
+    """The row is written on a thread that cannot be stopped: the run must then run, not stay `running` for good."""
+    store = await open_store(tmp_path / "api.sqlite3")
+    runs = RunManager(store, Collected())
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    request = RunRequest(workflow="chatter", run_id="kept", lines=3, interval_ms=0)
+    start = asyncio.create_task(runs.start(request, owner="k"))
+    await asyncio.sleep(0.1)
+    start.cancel()
+    lock.execute("COMMIT")
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    async with asyncio.timeout(10):  # the run ends (a start undone would leave no run, or one `running` for good)
+        while (run := await store.get_run("kept")) is None or run["status"] == "running":
+            await asyncio.sleep(0.05)
+    assert run["status"] == "succeeded" and run["lines"] == 5
     lock.close()
     await store.close()
 

@@ -102,6 +102,10 @@ class RunManager:
         if self._running[owner] >= self._max_runs_per_owner:
             raise TooManyRuns(self._max_runs_per_owner)
         self._running[owner] += 1  # now: a start that comes while the store records this one counts it
+        # shielded: a start cancelled while the store records its run still starts it (or undoes the count)
+        return await asyncio.shield(self._begin(request, owner))
+
+    async def _begin(self, request: RunRequest, owner: str) -> str:
         try:
             run_id = await self._create(request.run_id, request.workflow, request.model_dump(exclude={"run_id"}))
         except BaseException:
@@ -137,9 +141,10 @@ class RunManager:
 
     async def _create(self, run_id: str | None, workflow: str, params: dict[str, Any]) -> str:
         run_id = run_id or uuid.uuid4().hex[:16]
-        if (until := self.store.held_until(run_id)) is not None:
-            raise RunIdHeld(run_id, until)
-        if not await self.store.create_run(run_id, workflow, params):
+        created, held_until = await self.store.create_run(run_id, workflow, params)
+        if held_until is not None:
+            raise RunIdHeld(run_id, held_until)
+        if not created:
             raise RunExists(run_id)
         return run_id
 

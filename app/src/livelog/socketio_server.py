@@ -187,7 +187,7 @@ def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, si
     )
     yield counter(
         "lines_relayed",
-        "Lines other nodes published that reached this node through Redis, new here, and went to its viewers",
+        "Lines other nodes published that reached this node through Redis, new here, and emitted to its rooms",
         hub.lines_relayed,
     )
     yield gauge("clients", "Socket.IO clients connected", hub.clients)

@@ -47,22 +47,22 @@ class RunStore:
         """Start writing lines (needs the running event loop)."""
         self.writer.start()
 
-    async def create_run(self, run_id: str, workflow: str, params: dict[str, Any]) -> bool:
-        """Record a new run; False if the id is taken."""
+    async def create_run(self, run_id: str, workflow: str, params: dict[str, Any]) -> tuple[bool, float | None]:
+        """Record a new run. Returns (created, held_until): not created if the id is taken, or held until then
+        because retention removed a run with that id lately (checked in the same write, so a prune cannot come
+        between the check and the insert)."""
         row = (run_id, workflow, "running", json.dumps(params), time.time())
 
-        def insert(db: sqlite3.Connection) -> bool:
+        def insert(db: sqlite3.Connection) -> tuple[bool, float | None]:
+            retired = db.execute("SELECT retired FROM retired_ids WHERE run_id = ?", (run_id,)).fetchone()
+            if retired and retired[0] + RETIRED_ID_HOLD_S > time.time():
+                return False, retired[0] + RETIRED_ID_HOLD_S
             cursor = db.execute(
                 "INSERT OR IGNORE INTO runs (run_id, workflow, status, params, created) VALUES (?, ?, ?, ?, ?)", row
             )
-            return cursor.rowcount == 1
+            return cursor.rowcount == 1, None
 
         return await self.writer.execute(insert)
-
-    def held_until(self, run_id: str) -> float | None:
-        """When the id of a run retention removed may be used again; None if it is not held."""
-        row = self._db.execute("SELECT retired FROM retired_ids WHERE run_id = ?", (run_id,)).fetchone()
-        return row[0] + RETIRED_ID_HOLD_S if row and row[0] + RETIRED_ID_HOLD_S > time.time() else None
 
     async def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         await self.writer.settle()  # a finished run has all its lines
