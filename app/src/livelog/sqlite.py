@@ -1,4 +1,4 @@
-"""SQLite as the API's run store and the Socket.IO server's backlog both use it: the connection and the lines table."""
+"""SQLite as the API's run store and the Socket.IO server's backlog both use it: the connection; the store's lines."""
 
 from __future__ import annotations
 
@@ -22,16 +22,18 @@ LineRow = tuple[str, int, float, str, str]
 ROWS_PER_INSERT = 100
 
 
-def connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), with the lines table in place."""
+def connect(path: Path, *schema: str, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), with the `schema` statements run."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
-    # a writer on another connection (the API's line writer) holds the lock for a batch: wait for it
+    # a write waits this long for another connection's transaction (the store's startup write, the line writer's
+    # batch) before it fails
     db.execute("PRAGMA busy_timeout=5000")
     db.execute("PRAGMA journal_mode=WAL")
     # WAL with NORMAL: a crash of the machine may lose the last transactions, never corrupt the file
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute(LINES_TABLE)
+    for statement in schema:
+        db.execute(statement)
     return db
 
 

@@ -36,11 +36,14 @@ _SELECT_RUNS = "SELECT run_id, workflow, status, params, created, finished, erro
 
 class RunStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite.connect(path)
-        self._db.execute(_RUNS_TABLE)
-        self._db.execute(_RETIRED_IDS_TABLE)
-        self._db.execute("CREATE INDEX IF NOT EXISTS retired_ids_by_time ON retired_ids (retired)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)")
+        self._db = sqlite.connect(
+            path,
+            sqlite.LINES_TABLE,
+            _RUNS_TABLE,
+            _RETIRED_IDS_TABLE,
+            "CREATE INDEX IF NOT EXISTS retired_ids_by_time ON retired_ids (retired)",
+            "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)",
+        )
         self.writer = LineWriter(path)
 
     def start(self) -> None:
