@@ -6,11 +6,14 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from conftest import Services
 
 from livelog.broadcaster import HttpBroadcaster
+from livelog.runs import RunLogger
+from livelog.store import RunStore
 from livelog.subscriber import LogSubscriber
 from livelog.testing import Service, eventually, free_port, make_lines
 
@@ -160,6 +163,45 @@ async def test_a_rejected_batch_is_dropped_and_counted(shared_pair: tuple[Servic
     broadcaster.broadcast(make_lines("rejected", 1, 1)[0])
     await eventually(lambda: broadcaster.sent == 1, what="the next line to go through")
     await broadcaster.close()
+
+
+async def test_a_line_json_cannot_encode_is_dropped_and_counted_not_retried(
+    shared_pair: tuple[Service, Service],
+) -> None:
+    sio, _ = shared_pair
+    broadcaster = HttpBroadcaster(sio.url, **FAST_RETRY)
+    await broadcaster.start()
+    broadcaster.broadcast({**make_lines("unsendable", 1, 1)[0], "message": "a lone surrogate \udcff"})
+    await eventually(lambda: broadcaster.dropped == 1, what="the unsendable line to be dropped")
+    assert "cannot be sent as JSON" in (broadcaster.last_error or "") and broadcaster.failures == 1
+    broadcaster.broadcast(make_lines("unsendable", 2, 2)[0])
+    await eventually(lambda: broadcaster.sent == 1, what="the next line to go through")
+    await broadcaster.close()
+
+
+async def test_a_workflow_line_of_undecodable_bytes_is_stored_and_seen_escaped(
+    shared_pair: tuple[Service, Service], tmp_path: Path
+) -> None:
+    """Python hands over bytes it cannot decode (a file name, a process's output) as lone surrogates: the line
+    still reaches the store and the viewers, with the bytes escaped, and the lines after it follow."""
+    sio, _ = shared_pair
+    client = await LogSubscriber(sio.url, "undecodable").connect()
+    store = RunStore(tmp_path / "api.sqlite3")
+    store.start()
+    await store.create_run("undecodable", "test", {})
+    broadcaster = HttpBroadcaster(sio.url, **FAST_RETRY)
+    await broadcaster.start()
+    emit = RunLogger("undecodable", store, broadcaster)
+    emit(b"opened caf\xe9.txt".decode("utf-8", "surrogateescape"))
+    emit("next")
+    expected = ["opened caf\\udce9.txt", "next"]
+    await eventually(lambda: len(client.lines) == 2, what="both lines at the viewer")
+    assert [line["message"] for line in client.lines] == expected
+    assert [line["message"] for line in await store.lines("undecodable", 0, 10)] == expected
+    assert broadcaster.dropped == 0 and store.writer.dropped == 0
+    await client.close()
+    await broadcaster.close()
+    await store.close()
 
 
 async def test_a_batch_too_large_for_the_server_goes_in_halves_in_order(services: Services) -> None:

@@ -283,7 +283,11 @@ class HttpBroadcaster:
         url = f"{self.endpoint}{BROADCAST_PATH}"
         try:
             # orjson: a batch of 1,000 lines encodes in 0.05 ms, 0.7 ms with httpx's json=
-            response = await self._client.post(url, content=orjson.dumps({"lines": batch}), headers=JSON_BODY)
+            body = orjson.dumps({"lines": batch})
+        except orjson.JSONEncodeError as exc:  # text UTF-8 cannot encode (RunLogger escapes it): never sendable
+            raise BatchRejected(f"a line cannot be sent as JSON: {exc} (dropped {len(batch)} lines)") from exc
+        try:
+            response = await self._client.post(url, content=body, headers=JSON_BODY)
         except httpx.TimeoutException as exc:
             raise SocketIOTimeout(self.endpoint) from exc
         except httpx.ConnectError as exc:

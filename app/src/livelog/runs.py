@@ -42,6 +42,13 @@ class TooManyRuns(Exception):
         super().__init__(f"this API key has {limit} runs going, the most it may have; start more when one ends")
 
 
+def utf8_text(text: str) -> str:
+    """`text` with what UTF-8 cannot encode escaped: bytes Python could not decode (a lone surrogate, as in a path
+    or a process's output read with `surrogateescape`) become `\\udcff`. JSON and SQLite take UTF-8 only: a line
+    they refused would be left out of the store, and of the batch the broadcaster could not send."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class RunLogger:
     """A run's `Emit`: numbers its lines, keeps them in the store, hands them to the broadcaster and to stdout."""
 
@@ -60,7 +67,7 @@ class RunLogger:
             "seq": self.seq,
             "ts": time.time(),
             "level": level,
-            "message": message[:MAX_MESSAGE_CHARS],
+            "message": message[:MAX_MESSAGE_CHARS] if message.isascii() else utf8_text(message)[:MAX_MESSAGE_CHARS],
         }
         self._store.append_line(line)
         self._broadcaster.broadcast(line)
@@ -159,7 +166,7 @@ class RunManager:
         except Exception as exc:
             log.exception("Run %s failed", run_id)
             emit(f"[EXECUTOR] Run failed: {exc}", "ERROR")
-            await self.store.finish_run(run_id, "failed", str(exc))
+            await self.store.finish_run(run_id, "failed", utf8_text(str(exc)))
         else:
             await self.store.finish_run(run_id, "succeeded")
         await self.prune()
