@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import httpx
 import pytest
 from conftest import Services
@@ -54,6 +57,20 @@ async def test_test_log_returns_run_and_seq(shared_pair: tuple[Service, Service]
     await eventually(lambda: [line["message"] for line in client.lines] == ["[TEST] hi"], what="the test line")
     assert httpx.post(f"{api.url}/api/test-log").json()["run_id"].startswith("test-")
     await client.close()
+
+
+def test_a_store_another_process_holds_locked_gets_a_clear_503_not_a_500(services: Services, tmp_path: Path) -> None:
+    data = tmp_path / "locked"
+    _, api = services.pair(LIVELOG_DATA_DIR=str(data))
+    lock = sqlite3.connect(data / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # another process writing past the busy timeout (5 s): a backup, a second API
+    refused = httpx.post(f"{api.url}/api/runs", json={"run_id": "locked"}, timeout=30)
+    assert (refused.status_code, refused.headers.get("retry-after")) == (503, "5")
+    assert "database is locked" in refused.json()["detail"]
+    assert "Traceback" not in api.output(), "an operational condition, not a bug"
+    lock.execute("ROLLBACK")
+    assert httpx.post(f"{api.url}/api/runs", json={"run_id": "locked"}).status_code == 202, "and it works once free"
+    lock.close()
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """The answers both services give to requests that fail: 422 without the input echoed, 405 with every allowed
-method, 500 with no detail (the traceback goes to the log)."""
+method, 503 when SQLite cannot do it now, 500 with no detail (the traceback goes to the log)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,15 @@ def answer_errors(app: FastAPI, log: TaggedLogger) -> None:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse(status_code=500, content={"detail": "internal error"})
 
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """SQLite could not do it now: its file locked by another process past the busy timeout, the disk full or
+        failing. Not a bug: the same request may work later."""
+        log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, exc)
+        detail = f"the service's database is unavailable ({exc}); retry later"
+        return JSONResponse(status_code=503, content={"detail": detail}, headers={"Retry-After": "5"})
+
     app.add_exception_handler(Exception, internal_error)
+    app.add_exception_handler(sqlite3.OperationalError, database_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(405, method_not_allowed)
 
