@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,6 @@ MAX_PENDING = 100_000
 # lines a transaction takes at most: the store's other writes (a run's start) wait for the batch under way, and
 # under load, with the event loop holding the GIL, 10,000 lines took up to 150 ms; a batch is rarely larger anyway
 MAX_BATCH = 1_000
-A = TypeVar("A")
 T = TypeVar("T")
 
 
@@ -81,14 +81,11 @@ class LineWriter:
             await self._progress.wait_for(lambda: self._handled >= target)
 
     async def execute(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `operation` with the writer's connection, on a thread, between batches; return what it returns."""
-        return await self._on_thread(operation, self._db)
-
-    async def _on_thread(self, function: Callable[[A], T], argument: A) -> T:
-        """`function(argument)` on a thread, holding the connection. A cancel still waits for the thread to end (a
-        thread cannot be stopped) before the connection goes to the next batch or operation, then goes on."""
+        """Run `operation` with the writer's connection, on a thread, between batches; return what it returns. A
+        cancel still waits for the thread to end (a thread cannot be stopped) before the connection goes to the next
+        batch or operation, then goes on."""
         async with self._connection:
-            work = asyncio.ensure_future(asyncio.to_thread(function, argument))
+            work = asyncio.ensure_future(asyncio.to_thread(operation, self._db))
             try:
                 return await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -114,7 +111,7 @@ class LineWriter:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 try:
-                    await self._on_thread(self._write, batch)
+                    await self.execute(functools.partial(_write, batch))
                     self.written += len(batch)
                     self.batches += 1
                 except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode: the writer
@@ -124,15 +121,6 @@ class LineWriter:
                     self._handled += len(batch)
                     self._progress.notify_all()
 
-    def _write(self, batch: list[LogLine]) -> None:
-        last_seq: dict[str, int] = {}
-        for line in batch:
-            last_seq[line["run_id"]] = line["seq"]
-        with self._db:
-            self._db.execute("BEGIN")
-            sqlite.insert_lines(self._db, batch)
-            self._db.executemany("UPDATE runs SET lines = ? WHERE run_id = ?", [(s, r) for r, s in last_seq.items()])
-
     @property
     def dropped(self) -> int:
         return self._drops.total
@@ -140,3 +128,14 @@ class LineWriter:
     def _drop(self, count: int, why: str) -> None:
         if since := self._drops.add(count):
             log.warning("Left %d line(s) out of the run store (%d in all): %s", since, self.dropped, why)
+
+
+def _write(batch: list[LogLine], db: sqlite3.Connection) -> None:
+    """One transaction: the lines, and each run's line count."""
+    last_seq: dict[str, int] = {}
+    for line in batch:
+        last_seq[line["run_id"]] = line["seq"]
+    with db:
+        db.execute("BEGIN")
+        sqlite.insert_lines(db, batch)
+        db.executemany("UPDATE runs SET lines = ? WHERE run_id = ?", [(s, r) for r, s in last_seq.items()])
