@@ -77,20 +77,16 @@ async def count_at_client(
     return total / elapsed
 
 
-async def livelog_rate(sio: Service, api: Service, lines: int, batch: bool) -> float:
+async def livelog_rate(sio: Service, api: Service, http: httpx.AsyncClient, lines: int, batch: bool) -> float:
+    """`http` is made once, before any clock starts: a new httpx client loads the CA bundle, about 20 ms here."""
     run_id = f"bench-{time.monotonic_ns()}"
-    # made before the clock starts: a new httpx client loads the CA bundle, about 20 ms here
-    http = httpx.AsyncClient()
 
     async def start(_client: socketio.AsyncClient) -> None:
         body = {"workflow": "chatter", "run_id": run_id, "lines": lines, "interval_ms": 0}
         (await http.post(f"{api.url}/api/runs", json=body)).raise_for_status()
 
     subscribe = {"run_id": run_id, "after_seq": 0, "batch": batch}
-    try:
-        return await count_at_client(sio.url, lines + 2, start, subscribe)  # chatter adds two lines of its own
-    finally:
-        await http.aclose()
+    return await count_at_client(sio.url, lines + 2, start, subscribe)  # chatter adds two lines of its own
 
 
 async def ceiling_rate(url: str, lines: int) -> float:
@@ -182,13 +178,15 @@ async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, object]:
                     await asyncio.sleep(0.1)
             assert api.process is not None and sio.process is not None
             cpu = CpuPerLine({"API": api.process.pid, "Socket.IO": sio.process.pid, "emit server": ceiling.pid})
+            http = httpx.AsyncClient()
             cases: dict[str, tuple[Callable[[], Awaitable[float]], int]] = {
                 CEILING: (lambda: ceiling_rate(ceiling_url, lines), lines),
-                BATCHED: (lambda: livelog_rate(sio, api, lines, True), lines),
-                PER_LINE: (lambda: livelog_rate(sio, api, lines, False), lines),
+                BATCHED: (lambda: livelog_rate(sio, api, http, lines, True), lines),
+                PER_LINE: (lambda: livelog_rate(sio, api, http, lines, False), lines),
                 SEED: (lambda: seed_style_rate(sio, seed_lines), seed_lines),
             }
-            rates = await interleaved(rounds, cases, cpu)
+            async with http:
+                rates = await interleaved(rounds, cases, cpu)
             dropped = api.health()["broadcaster"]["dropped"]
         finally:
             ceiling.terminate()
