@@ -12,6 +12,7 @@ import pytest
 from conftest import Services
 
 from livelog.broadcaster import HttpBroadcaster
+from livelog.models import MAX_MESSAGE_CHARS
 from livelog.runs import RunLogger
 from livelog.store import RunStore
 from livelog.subscriber import LogSubscriber
@@ -193,9 +194,10 @@ async def test_a_workflow_line_of_undecodable_bytes_is_stored_and_seen_escaped(
     await broadcaster.start()
     emit = RunLogger("undecodable", store, broadcaster)
     emit(b"opened caf\xe9.txt".decode("utf-8", "surrogateescape"))
+    emit("\udcff" * MAX_MESSAGE_CHARS)  # six characters each, escaped: cut to the longest message the server takes
     emit("next")
-    expected = ["opened caf\\udce9.txt", "next"]
-    await eventually(lambda: len(client.lines) == 2, what="both lines at the viewer")
+    expected = ["opened caf\\udce9.txt", ("\\udcff" * MAX_MESSAGE_CHARS)[:MAX_MESSAGE_CHARS], "next"]
+    await eventually(lambda: len(client.lines) == 3, what="every line at the viewer")
     assert [line["message"] for line in client.lines] == expected
     assert [line["message"] for line in await store.lines("undecodable", 0, 10)] == expected
     assert broadcaster.dropped == 0 and store.writer.dropped == 0

@@ -67,7 +67,7 @@ class RunLogger:
             "seq": self.seq,
             "ts": time.time(),
             "level": level,
-            "message": message[:MAX_MESSAGE_CHARS] if message.isascii() else utf8_text(message)[:MAX_MESSAGE_CHARS],
+            "message": (message if message.isascii() else utf8_text(message[:MAX_MESSAGE_CHARS]))[:MAX_MESSAGE_CHARS],
         }
         self._store.append_line(line)
         self._broadcaster.broadcast(line)
