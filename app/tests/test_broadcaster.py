@@ -166,17 +166,20 @@ async def test_a_rejected_batch_is_dropped_and_counted(shared_pair: tuple[Servic
     await broadcaster.close()
 
 
-async def test_a_line_json_cannot_encode_is_dropped_and_counted_not_retried(
-    shared_pair: tuple[Service, Service],
-) -> None:
+async def test_a_message_json_cannot_encode_goes_escaped_with_its_batch(shared_pair: tuple[Service, Service]) -> None:
+    """RunLogger escapes such text; a line from elsewhere must not cost its batch either (nor stop the queue)."""
     sio, _ = shared_pair
+    client = await LogSubscriber(sio.url, "escaped-b").connect()
     broadcaster = HttpBroadcaster(sio.url, **FAST_RETRY)
+    for run_id in ("escaped-a", "escaped-b", "escaped-c"):  # queued before the sender starts: one batch
+        line = make_lines(run_id, 1, 1)[0]
+        broadcaster.broadcast({**line, "message": "a lone surrogate \udcff"} if run_id == "escaped-b" else line)
     await broadcaster.start()
-    broadcaster.broadcast({**make_lines("unsendable", 1, 1)[0], "message": "a lone surrogate \udcff"})
-    await eventually(lambda: broadcaster.dropped == 1, what="the unsendable line to be dropped")
-    assert "cannot be sent as JSON" in (broadcaster.last_error or "") and broadcaster.failures == 1
-    broadcaster.broadcast(make_lines("unsendable", 2, 2)[0])
-    await eventually(lambda: broadcaster.sent == 1, what="the next line to go through")
+    await eventually(lambda: broadcaster.sent == 3, what="the batch to be sent")
+    assert broadcaster.dropped == 0 and broadcaster.failures == 0
+    await eventually(lambda: len(client.lines) == 1, what="the line at the viewer")
+    assert client.lines[0]["message"] == "a lone surrogate \\udcff"
+    await client.close()
     await broadcaster.close()
 
 

@@ -36,8 +36,6 @@ _INSERT_BATCH = """
 INSERT INTO batches (run_id, first_seq, last_seq, newest_ts, line_count, lines) VALUES (?, ?, ?, ?, ?, ?)
 """
 _BATCHES_INDEX = "CREATE INDEX IF NOT EXISTS batches_by_run ON batches (run_id, last_seq)"
-# releases before the batches table kept a row per line: a cache, so it goes (the API's store has every line)
-_LINES_TABLE_OF_OLDER_RELEASES = "DROP TABLE IF EXISTS lines"
 _run_id = operator.itemgetter("run_id")
 _seq = operator.itemgetter("seq")
 _ts = operator.itemgetter("ts")
@@ -58,7 +56,8 @@ class Backlog(Protocol):
 
 
 class SqliteBacklog:
-    """The newest `per_run` lines of each run (by seq), the first copy of a line received twice."""
+    """The newest `per_run` lines of each run (by seq), the first copy of a line received twice. A batch's row stays
+    whole while any of its lines is among them."""
 
     def __init__(
         self,
@@ -72,12 +71,23 @@ class SqliteBacklog:
         self.max_lines = max_lines
         self.max_age_s = min(max_age_s, RETENTION_SECONDS)
         self._check_every_s = check_every_s
-        self._db = sqlite.connect(path, _LINES_TABLE_OF_OLDER_RELEASES, _BATCHES_TABLE, _BATCHES_INDEX)
+        self._db = sqlite.connect(path, _BATCHES_TABLE, _BATCHES_INDEX)
+        self._forget_older_releases()
         self._next_expiry = 0.0
+
+    def _forget_older_releases(self) -> None:
+        """Releases before this one kept a row per line in `lines`, and left `batches` as it was when they were rolled
+        back to. Both are a cache of what the API's store has: start empty (a client fetches its gap from the API)."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lines'").fetchone():
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("DELETE FROM batches")
+                self._db.execute("DROP TABLE lines")
 
     async def add(self, lines: list[LogLine]) -> None:
         rows = []
-        for run_id, run_lines in itertools.groupby(lines, _run_id):
+        # a row per run: sorted() is stable, so each run's lines keep the order they came in
+        for run_id, run_lines in itertools.groupby(sorted(lines, key=_run_id), _run_id):
             group = list(run_lines)
             seqs = list(map(_seq, group))
             rows.append((run_id, min(seqs), max(seqs), max(map(_ts, group)), len(group), orjson.dumps(group)))
@@ -90,19 +100,31 @@ class SqliteBacklog:
                 self._db.execute("DELETE FROM batches WHERE run_id = ? AND last_seq <= ?", (run_id, too_old))
 
     async def since(self, run_id: str, after_seq: int, up_to: int = MAX_SEQ, limit: int = MAX_SEQ) -> list[LogLine]:
+        if limit < 1:
+            return []
         self._expire()
-        oldest_kept = self._newest(run_id) - self.per_run + 1
+        lowest = max(after_seq + 1, self._newest(run_id) - self.per_run + 1)
+        aged = time.time() - self.max_age_s  # a batch outlives its oldest lines
         rows = self._db.execute(
-            "SELECT lines FROM batches WHERE run_id = ? AND last_seq > ? AND first_seq <= ? ORDER BY rowid",
-            (run_id, after_seq, up_to),
+            "SELECT rowid, last_seq, lines FROM batches WHERE run_id = ? AND last_seq >= ? AND first_seq <= ? "
+            "ORDER BY last_seq DESC",
+            (run_id, lowest, up_to),
         )
-        by_seq: dict[int, LogLine] = {}
-        for (blob,) in rows:
+        first_copies: dict[int, tuple[int, LogLine]] = {}
+        newest_wanted: int | None = None  # the `limit`-th newest seq found, once `limit` are
+        for rowid, last_seq, blob in rows:
+            if newest_wanted is not None and last_seq < newest_wanted:
+                break  # this row and those after it (newest first) hold only older lines: a replay's cost is its limit
             for line in orjson.loads(blob):
-                if max(after_seq + 1, oldest_kept) <= line["seq"] <= up_to:
-                    by_seq.setdefault(line["seq"], line)  # the first copy received
-        seqs = sorted(by_seq)
-        return [by_seq[seq] for seq in seqs[max(0, len(seqs) - limit) :]]
+                seq = line["seq"]
+                if lowest <= seq <= up_to and line["ts"] >= aged:
+                    copy = first_copies.get(seq)
+                    if copy is None or rowid < copy[0]:
+                        first_copies[seq] = (rowid, line)
+            if newest_wanted is None and len(first_copies) >= limit:
+                newest_wanted = sorted(first_copies)[-limit]
+        seqs = sorted(first_copies)
+        return [first_copies[seq][1] for seq in seqs[max(0, len(seqs) - limit) :]]
 
     async def last_seq(self, run_id: str) -> int:
         self._expire()
@@ -130,7 +152,11 @@ class SqliteBacklog:
             return
         self._next_expiry = now + self._check_every_s
         self._db.execute("DELETE FROM batches WHERE newest_ts < ?", (now - self.max_age_s,))
-        excess = self._db.execute("SELECT COALESCE(SUM(line_count), 0) FROM batches").fetchone()[0] - self.max_lines
+        kept = self._db.execute(  # a run keeps per_run lines at most, whatever its rows hold
+            "SELECT COALESCE(SUM(MIN(n, ?)), 0) FROM (SELECT SUM(line_count) AS n FROM batches GROUP BY run_id)",
+            (self.per_run,),
+        ).fetchone()[0]
+        excess = kept - self.max_lines
         if excess > 0:  # the quietest runs go first
             self._db.execute(
                 "DELETE FROM batches WHERE run_id IN "

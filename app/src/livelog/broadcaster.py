@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from livelog.logs import TaggedLogger, Tally
-from livelog.models import MAX_BATCH_LINES, BroadcasterState, LogLine
+from livelog.models import MAX_BATCH_LINES, BroadcasterState, LogLine, utf8_text
 
 log = TaggedLogger("livelog.broadcaster", "[HTTP_BROADCASTER]")
 
@@ -281,11 +281,7 @@ class HttpBroadcaster:
         if self._client is None:
             raise RuntimeError("HttpBroadcaster.start() first")
         url = f"{self.endpoint}{BROADCAST_PATH}"
-        try:
-            # orjson: a batch of 1,000 lines encodes in 0.05 ms, 0.7 ms with httpx's json=
-            body = orjson.dumps({"lines": batch})
-        except orjson.JSONEncodeError as exc:  # text UTF-8 cannot encode (RunLogger escapes it): never sendable
-            raise BatchRejected(f"a line cannot be sent as JSON: {exc} (dropped {len(batch)} lines)") from exc
+        body = _encode(batch)
         try:
             response = await self._client.post(url, content=body, headers=JSON_BODY)
         except httpx.TimeoutException as exc:
@@ -302,3 +298,16 @@ class HttpBroadcaster:
         if response.status_code in REJECTED_STATUSES:
             raise BatchRejected(f"{detail} (dropped {len(batch)} lines)")
         raise BroadcastFailed(detail)
+
+
+def _encode(batch: list[LogLine]) -> bytes:
+    """The body of a batch. orjson: 1,000 lines in 0.05 ms, 0.7 ms with httpx's json=. A message UTF-8 cannot encode
+    (RunLogger escapes them; another caller may not) is escaped here rather than the batch lost."""
+    try:
+        return orjson.dumps({"lines": batch})
+    except orjson.JSONEncodeError:
+        escaped = [{**line, "message": utf8_text(str(line.get("message", "")))} for line in batch]
+    try:
+        return orjson.dumps({"lines": escaped})
+    except orjson.JSONEncodeError as exc:  # a run id or a level: never sendable
+        raise BatchRejected(f"a line cannot be sent as JSON: {exc} (dropped {len(batch)} lines)") from exc

@@ -51,6 +51,13 @@ class Event(StrEnum):
         return cls.BATCH if batch else cls.LINE
 
 
+def utf8_text(text: str) -> str:
+    """`text` with what UTF-8 cannot encode escaped: bytes Python could not decode (a lone surrogate, as in a path
+    or a process's output read with `surrogateescape`) become `\\udcff`. JSON and SQLite take UTF-8 only: a line
+    they refused would be left out of the store and of the batch the broadcaster sends."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @with_config(ConfigDict(extra="forbid"))
 class LogLine(TypedDict):
     run_id: RunId

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any, Protocol
 
 from livelog.logs import TaggedLogger
-from livelog.models import MAX_MESSAGE_CHARS, Level, LogLine
+from livelog.models import MAX_MESSAGE_CHARS, Level, LogLine, utf8_text
 from livelog.store import RunStore
 from livelog.workflows import RunRequest, run_workflow
 
@@ -42,13 +42,6 @@ class TooManyRuns(Exception):
         super().__init__(f"this API key has {limit} runs going, the most it may have; start more when one ends")
 
 
-def utf8_text(text: str) -> str:
-    """`text` with what UTF-8 cannot encode escaped: bytes Python could not decode (a lone surrogate, as in a path
-    or a process's output read with `surrogateescape`) become `\\udcff`. JSON and SQLite take UTF-8 only: a line
-    they refused would be left out of the store, and of the batch the broadcaster could not send."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 class RunLogger:
     """A run's `Emit`: numbers its lines, keeps them in the store, hands them to the broadcaster and to stdout."""
 
@@ -72,7 +65,7 @@ class RunLogger:
         self._store.append_line(line)
         self._broadcaster.broadcast(line)
         if self._echo:
-            lines_log.debug("%s (run %s #%d, %s)", message, self.run_id, self.seq, level)
+            lines_log.debug("%s (run %s #%d, %s)", line["message"], self.run_id, self.seq, level)
         return line
 
 
