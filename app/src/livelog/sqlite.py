@@ -1,4 +1,5 @@
-"""SQLite as the API's run store and the Socket.IO server's backlog both use it: the connection; the store's lines."""
+"""SQLite as the API's run store and the Socket.IO server's backlog both use it: the connection; the store's lines (the
+backlog keeps its own rows, backlog.py)."""
 
 from __future__ import annotations
 
@@ -37,15 +38,14 @@ def connect(path: Path, *schema: str, check_same_thread: bool = True) -> sqlite3
     return db
 
 
-def insert_lines(db: sqlite3.Connection, lines: list[LogLine], if_new: bool = False) -> None:
-    """Insert `lines`, ROWS_PER_INSERT to a statement, inside the caller's transaction. A line stored before is an
-    error, or with `if_new` stays as it is (a batch the broadcaster retried)."""
-    verb = "INSERT OR IGNORE" if if_new else "INSERT"
+def insert_lines(db: sqlite3.Connection, lines: list[LogLine]) -> None:
+    """Insert `lines`, ROWS_PER_INSERT to a statement, inside the caller's transaction (a line stored before is an
+    error)."""
     for start in range(0, len(lines), ROWS_PER_INSERT):
         chunk = lines[start : start + ROWS_PER_INSERT]
         values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
         params = [value for line in chunk for value in to_row(line)]
-        db.execute(f"{verb} INTO lines (run_id, seq, ts, level, message) VALUES {values}", params)
+        db.execute(f"INSERT INTO lines (run_id, seq, ts, level, message) VALUES {values}", params)  # noqa: S608 (only ?s)
 
 
 def to_row(line: LogLine) -> LineRow:
