@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help run bootstrap image deploy-local ec2 ec2-teardown test lint docs lock pytest ec2-test fuzz molecule bench bench-edge bench-cluster clean
+.PHONY: help run bootstrap image deploy-local ec2 ec2-teardown test lint docs lock pytest ec2-test fuzz molecule bench bench-clients bench-edge bench-cluster clean
 
 help:
 	@echo "make deploy-local  set up this machine and deploy livelog into a local podman systemd container"
@@ -81,19 +81,24 @@ molecule:
 	scripts/molecule-all.sh
 
 # performance figures as ratios against baselines measured in the same run; JSON and a chart in bench/results/
-bench:
+bench: bootstrap
 	python bench/log_call.py
 	python bench/throughput.py
 	python bench/end_to_end.py
 	python bench/chart.py
 
 # latency at 50 and 500 lines/s and fan-out to 1,000 and 5,000 viewers, through nginx, on the deploy-local container
-bench-edge:
+bench-edge: bench-clients
 	python bench/fanout.py
 
 # fan-out against one and two Socket.IO nodes behind nginx, on molecule's cluster scenario (made, then removed)
-bench-cluster:
+bench-cluster: image bench-clients
 	bench/cluster.sh
+
+# the browser's Socket.IO client, which bench/fanout_clients.mjs runs on this machine's Node: app/viewer's locked
+# packages, as scripts/vendor-viewer.sh installs them
+bench-clients: bootstrap
+	cd app/viewer && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 clean:
 	-scripts/deploy-local.sh --destroy

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LIVELOG = "/opt/livelog/current/bin"
 CHATTER_OWN_LINES = 2  # the planner's decision and the executor's announcement
+HINT = "their error is above (`make bench-edge` installs the Node clients' packages; `--client python` needs none)"
 
 
 def in_container(container: str, *command: str) -> str:
@@ -177,7 +178,9 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert watchers.stdin is not None and watchers.stdout is not None
-    ready = json.loads(await watchers.stdout.readline())
+    if not (line := await watchers.stdout.readline()):
+        sys.exit(f"bench/fanout.py: the {args.client} clients exited before they connected: {HINT}")
+    ready = json.loads(line)
     rss_connected, cpu_before, nginx_before = socketio_process(args)
     starter.stdin.write(b"go\n")
     await expect(starter.stdout, "started")
