@@ -4,8 +4,8 @@
   Socket.IO server's hub, to one real python-socketio client subscribed for `logs` batches (and, another case,
   for one `log` event per line). The run logs 200 lines to each turn of its event loop (`burst`), as the ceiling
   builds each batch of 200 and yields once to emit it, so the two pay for the same load; a third case logs a line
-  to each turn, as a workflow awaiting something between lines does (a turn of uvloop costs about 1 µs of CPU,
-  which the ceiling does not pay 200 times a batch);
+  to each turn, as a workflow awaiting something between lines does (a turn costs the API 2 to 3 µs of CPU here,
+  with the store's writer thread taking the GIL at turns; the ceiling pays it once a batch, not 200 times);
 - the ceiling: bench/emit_server.py, a bare python-socketio server emitting the same batches of 200 in-process;
 - the seed's broadcaster style: a new httpx client per line, awaited, posting each line to the Socket.IO server.
 
