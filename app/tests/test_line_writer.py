@@ -231,3 +231,134 @@ def test_an_api_stopped_mid_run_keeps_every_line_it_logged(services: Services) -
         lines.extend(batch)
     assert [line["seq"] for line in lines] == list(range(1, run["lines"] + 1))
     assert lines[-1]["message"] == "[EXECUTOR] Run cancelled by shutdown"
+
+
+async def fail_fast(store: RunStore, delays: tuple[float, ...]) -> None:
+    """SQLite's busy wait cut from 5 s to 50 ms, and the writer's pauses between tries to `delays`: a lock held for
+    a second is one held past the busy timeout, several times."""
+    await store.writer.execute(lambda db: db.execute("PRAGMA busy_timeout=50"))
+    store.writer.retry_delays_s = delays
+
+
+async def test_lines_sqlite_cannot_take_now_wait_and_are_written_once_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "locked")
+    await fail_fast(store, (0.1,) * 50)
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # another process (a backup, a second API) holds the file past the busy timeout
+    lines = make_lines("locked", 1, 3)
+    with caplog.at_level(logging.WARNING):
+        for line in lines:
+            store.append_line(line)
+        await asyncio.sleep(1)
+        assert (store.writer.written, store.writer.dropped) == (0, 0), "still waiting, nothing given up"
+        lock.execute("COMMIT")
+        async with asyncio.timeout(10):
+            await store.writer.settle()
+    assert await store.lines("locked", 0, 10) == lines and store.writer.dropped == 0
+    assert "The run store cannot take 3 line(s) now (database is locked); trying again in 0.1 s" in caplog.text
+    lock.close()
+    await store.close()
+
+
+async def test_lines_sqlite_still_cannot_take_after_the_tries_are_counted_and_the_writer_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store(tmp_path / "api.sqlite3", "gone")
+    await fail_fast(store, (0.05, 0.05))
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.WARNING):
+        for line in make_lines("gone", 1, 2):
+            store.append_line(line)
+        async with asyncio.timeout(10):
+            await store.writer.settle()
+    assert store.writer.dropped == 2 and caplog.text.count("The run store cannot take 2 line(s) now") == 2
+    assert "Left 2 line(s) out of the run store (2 in all): the store refused them: OperationalError" in caplog.text
+    lock.execute("COMMIT")
+    store.append_line(make_lines("gone", 3, 3)[0])
+    assert [line["seq"] for line in await store.lines("gone", 0, 10)] == [3], "the next line is written"
+    lock.close()
+    await store.close()
+
+
+async def test_a_run_logging_while_sqlite_cannot_take_its_lines_ends_with_them_all(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store(tmp_path / "api.sqlite3")
+    await fail_fast(store, (0.1,) * 50)
+    runs = RunManager(store, Collected())
+    await runs.start(RunRequest(workflow="chatter", run_id="late", lines=3, interval_ms=300), owner="k")
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    await store.writer.settle()
+    lock.execute("BEGIN IMMEDIATE")  # taken while the run logs: its last lines and its end wait for it
+    with caplog.at_level(logging.WARNING):
+        await asyncio.sleep(1.5)
+        # read through the lock's own connection: get_run would wait for the lines that wait for the lock
+        assert lock.execute("SELECT status, lines FROM runs WHERE run_id = 'late'").fetchone() == ("running", 2)
+        lock.execute("COMMIT")
+        async with asyncio.timeout(10):
+            while (run := await store.get_run("late")) is None or run["status"] == "running":
+                await asyncio.sleep(0.05)
+    assert run["status"] == "succeeded" and run["lines"] == 5 and store.writer.dropped == 0
+    assert "The run store cannot take 1 line(s) now (database is locked)" in caplog.text
+    lock.close()
+    await store.close()
+
+
+async def test_a_run_end_sqlite_cannot_take_now_is_recorded_once_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, the run's task died with the error ("Task exception was never retrieved") and the run showed
+    `running` until the API restarted."""
+    store = await open_store(tmp_path / "api.sqlite3", "late")
+    await fail_fast(store, (0.1,) * 50)
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.WARNING):
+        finished = asyncio.create_task(store.finish_run("late", "succeeded"))
+        await asyncio.sleep(1)
+        assert not finished.done()
+        lock.execute("COMMIT")
+        await asyncio.wait_for(finished, 10)
+    assert (await store.get_run("late") or {}).get("status") == "succeeded"
+    assert "The run store cannot take the end of run late now (database is locked); trying again" in caplog.text
+    lock.close()
+    await store.close()
+
+
+async def test_a_run_whose_end_sqlite_never_takes_is_said_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_store(tmp_path / "api.sqlite3")
+    await fail_fast(store, (0.05,))
+    runs = RunManager(store, Collected())
+    await runs.start(RunRequest(workflow="chatter", run_id="stuck", lines=1, interval_ms=200), owner="k")
+    await store.writer.settle()
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.WARNING):
+        async with asyncio.timeout(10):
+            while runs.active:
+                await asyncio.sleep(0.05)
+    assert "Could not record that run stuck ended (succeeded): database is locked; it shows running" in caplog.text
+    assert "Retention did not run: database is locked" in caplog.text
+    lock.execute("COMMIT")
+    lock.close()
+    await store.close()
+
+
+async def test_a_stop_does_not_wait_out_the_pauses_between_tries(tmp_path: Path) -> None:
+    """systemd stops the API within 15 s: a batch waiting to be tried again is tried once more at once."""
+    store = await open_store(tmp_path / "api.sqlite3", "stopping")
+    await fail_fast(store, (60.0,))
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    store.append_line(make_lines("stopping", 1, 1)[0])
+    await asyncio.sleep(0.3)  # the first try failed: the writer waits 60 s for the next
+    async with asyncio.timeout(5):
+        await store.close()
+    assert store.writer.dropped == 1, "counted (and logged), as a batch that fails its tries"
+    lock.execute("ROLLBACK")
+    lock.close()

@@ -12,17 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
+from livelog import sqlite
 from livelog.logs import TaggedLogger
-
-# SQLite's result codes (and their extended codes, SQLITE_IOERR_WRITE...) that say the file cannot be used now
-UNAVAILABLE_DATABASE = (
-    "SQLITE_BUSY",
-    "SQLITE_LOCKED",
-    "SQLITE_FULL",
-    "SQLITE_IOERR",
-    "SQLITE_READONLY",
-    "SQLITE_CANTOPEN",
-)
 
 
 def answer_errors(app: FastAPI, log: TaggedLogger) -> None:
@@ -32,9 +23,9 @@ def answer_errors(app: FastAPI, log: TaggedLogger) -> None:
         return JSONResponse(status_code=500, content={"detail": "internal error"})
 
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        """SQLite could not do it now: its file locked by another process past the busy timeout, the disk full,
-        failing or read-only. Not a bug: the same request may work later. Any other error of SQLite's is one."""
-        if not str(getattr(exc, "sqlite_errorname", "")).startswith(UNAVAILABLE_DATABASE):
+        """SQLite could not do it now (sqlite.unavailable): the same request may work later. Any other error of
+        SQLite's is a bug."""
+        if not sqlite.unavailable(exc):
             return await internal_error(request, exc)
         log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, exc)
         detail = f"the service's database is unavailable ({exc}); retry later"

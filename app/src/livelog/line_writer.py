@@ -5,9 +5,12 @@ MAX_BATCH) and commits them on a thread with one transaction, so a line at a low
 timer) and, under load, the lines that arrive while one batch commits make the next batch. Readers that need
 what was logged `settle()` first.
 
-Bounded: past `max_pending` lines waiting (the disk stalls), new lines are left out of the store, counted and
-logged; they still go to the viewers. A crash loses at most the lines waiting and the batch being committed: a
-few milliseconds' worth, up to `max_pending` if the disk stalls. A stop writes everything first (`close`).
+A batch SQLite cannot take now (another process holds the file's lock past the busy timeout, the disk is full) is
+tried again after each of `retry_delays_s`, logged each time; its lines wait meanwhile, and what arrives waits
+behind them. Bounded: past `max_pending` lines waiting, new lines are left out of the store, counted and logged;
+they still go to the viewers. So is a batch that still fails after its tries, or that SQLite refuses outright. A
+crash loses at most the lines waiting and the batch being committed: a few milliseconds' worth, up to
+`max_pending` if the disk stalls. A stop writes everything first (`close`), trying each batch once more at most.
 
 The store's other writes (a run's start and finish, retention) go through `execute`, on the same connection and
 thread, between batches: the event loop never waits for SQLite's write lock, which a batch, a large retention
@@ -31,6 +34,9 @@ from livelog.models import LogLine
 log = TaggedLogger("livelog.store", "[EXECUTOR]")
 
 MAX_PENDING = 100_000
+# pauses between the tries of a write no request waits for (a batch, a run's end), when SQLite cannot take it now;
+# each try itself waits up to the busy timeout (5 s) for a lock: about a minute in all
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 # lines a transaction takes at most: the store's other writes (a run's start) wait for the batch under way, and
 # under load, with the event loop holding the GIL, 10,000 lines took up to 150 ms; a batch is rarely larger anyway
 MAX_BATCH = 1_000
@@ -40,6 +46,7 @@ T = TypeVar("T")
 class LineWriter:
     def __init__(self, path: Path, max_pending: int = MAX_PENDING) -> None:
         self.max_pending = max_pending
+        self.retry_delays_s = RETRY_DELAYS_S
         self.appended = 0  # lines handed to append, kept or not
         self.written = 0  # lines committed
         self.batches = 0
@@ -55,6 +62,7 @@ class LineWriter:
         self._queued = 0
         self._handled = 0
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     @property
     def pending(self) -> int:
@@ -94,8 +102,28 @@ class LineWriter:
                         await asyncio.wait({work})
                 raise
 
+    async def persist(self, operation: Callable[[sqlite3.Connection], T], what: str) -> T:
+        """`execute`, tried again after each of `retry_delays_s` while SQLite cannot do it now (`sqlite.unavailable`),
+        and once more at once after `stop_retrying`: for the writes no request waits for. `what` names the write in
+        the log. Raises what the last try raised."""
+        for delay in self.retry_delays_s:
+            try:
+                return await self.execute(operation)
+            except sqlite3.OperationalError as exc:
+                if not sqlite.unavailable(exc) or self._closing.is_set():
+                    raise
+                log.warning("The run store cannot take %s now (%s); trying again in %g s", what, exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+        return await self.execute(operation)
+
+    def stop_retrying(self) -> None:
+        """A stop is under way: each write is tried once more at most, a retry waiting now at once."""
+        self._closing.set()
+
     async def close(self) -> None:
         """Write every line waiting, then stop."""
+        self.stop_retrying()
         if self._task is not None:
             await self.settle()
             self._task.cancel()
@@ -111,7 +139,7 @@ class LineWriter:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 try:
-                    await self.execute(functools.partial(_write, batch))
+                    await self.persist(functools.partial(_write, batch), f"{len(batch)} line(s)")
                     self.written += len(batch)
                     self.batches += 1
                 except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode: the writer

@@ -17,6 +17,9 @@ CREATE TABLE IF NOT EXISTS lines (
 SELECT_LINES = "SELECT run_id, seq, ts, level, message FROM lines"
 INSERT_LINE = "INSERT INTO lines (run_id, seq, ts, level, message) VALUES (?, ?, ?, ?, ?)"
 
+# SQLite's result codes (and their extended codes, SQLITE_IOERR_WRITE...) that say the file cannot be used now
+UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")
+
 LineRow = tuple[str, int, float, str, str]
 # rows per INSERT statement: one statement of many rows costs about half as much per row as executemany's one
 # statement per row (0.65 against 1.2 µs), and drops the GIL once per statement, not once per row
@@ -36,6 +39,14 @@ def connect(path: Path, *schema: str, check_same_thread: bool = True) -> sqlite3
     for statement in schema:
         db.execute(statement)
     return db
+
+
+def unavailable(exc: BaseException) -> bool:
+    """SQLite could not do it now: its file locked by another process past the busy timeout, the disk full, failing
+    or read-only. Not a bug: the same write may work later. Any other error of SQLite's is one."""
+    return isinstance(exc, sqlite3.OperationalError) and str(getattr(exc, "sqlite_errorname", "")).startswith(
+        UNAVAILABLE
+    )
 
 
 def insert_lines(db: sqlite3.Connection, lines: list[LogLine]) -> None:

@@ -67,14 +67,19 @@ class RunStore:
 
         return await self.writer.execute(insert)
 
-    async def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+    async def finish_run(self, run_id: str, status: RunStatus, error: str | None = None, *, retry: bool = True) -> None:
+        """Record how a run ended; with `retry`, tried again while SQLite cannot take it now (`LineWriter.persist`),
+        else once (for a request, which answers 503 rather than wait)."""
         await self.writer.settle()  # a finished run has all its lines
         row = (status, time.time(), error, run_id)
 
         def update(db: sqlite3.Connection) -> None:
             db.execute("UPDATE runs SET status = ?, finished = ?, error = ? WHERE run_id = ?", row)
 
-        await self.writer.execute(update)
+        if retry:
+            await self.writer.persist(update, f"the end of run {run_id}")
+        else:
+            await self.writer.execute(update)
 
     def mark_interrupted(self) -> int:
         """Runs left `running` by a previous process cannot finish any more."""
