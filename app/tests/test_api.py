@@ -73,6 +73,27 @@ def test_a_store_another_process_holds_locked_gets_a_clear_503_not_a_500(service
     lock.close()
 
 
+async def test_a_read_while_the_store_cannot_write_the_lines_before_it_gets_503_and_nothing_is_lost(
+    services: Services, tmp_path: Path
+) -> None:
+    data = tmp_path / "behind"
+    _, api = services.pair(LIVELOG_DATA_DIR=str(data))
+    body = {"run_id": "behind", "workflow": "chatter", "lines": 30, "interval_ms": 100}
+    assert httpx.post(f"{api.url}/api/runs", json=body).status_code == 202
+    lock = sqlite3.connect(data / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # past the busy timeout: the run's lines wait, and are tried again
+    behind = httpx.get(f"{api.url}/api/runs/behind/logs", timeout=30)
+    assert (behind.status_code, behind.headers.get("retry-after")) == (503, "5"), "told, within seconds, not a wait"
+    assert "not written after 5 s" in behind.json()["detail"]
+    lock.execute("COMMIT")
+    lock.close()
+    ended = lambda: httpx.get(f"{api.url}/api/runs/behind").json().get("status") == "succeeded"  # noqa: E731
+    await eventually(ended, seconds=60, what="the run to end")
+    lines = httpx.get(f"{api.url}/api/runs/behind/logs").json()
+    assert [line["seq"] for line in lines] == list(range(1, 33)), "every line, once SQLite could take them"
+    assert "The run store cannot take" in api.output() and "out of the run store" not in api.output()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [

@@ -15,7 +15,7 @@ from conftest import Services
 from livelog.line_writer import MAX_BATCH
 from livelog.models import LogLine
 from livelog.runs import RunLogger, RunManager
-from livelog.store import RunStore
+from livelog.store import RunStore, StoreBehind
 from livelog.testing import eventually, make_lines
 from livelog.workflows import RunRequest
 
@@ -362,3 +362,40 @@ async def test_a_stop_does_not_wait_out_the_pauses_between_tries(tmp_path: Path)
     assert store.writer.dropped == 1, "counted (and logged), as a batch that fails its tries"
     lock.execute("ROLLBACK")
     lock.close()
+
+
+async def test_a_stop_leaves_out_every_line_waiting_once_sqlite_cannot_take_a_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One try per batch at a stop would cost the busy timeout (5 s) per batch of 1,000 lines waiting."""
+    store = await open_store(tmp_path / "api.sqlite3", "many")
+    await fail_fast(store, (60.0,))
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    for line in make_lines("many", 1, 2500):  # three batches
+        store.append_line(line)
+    await asyncio.sleep(0.3)
+    with caplog.at_level(logging.WARNING):
+        async with asyncio.timeout(5):
+            await store.close()
+    assert store.writer.dropped == 2500
+    assert "Left 2500 line(s) out of the run store (2500 in all)" in caplog.text, "the batch and all behind it at once"
+    lock.execute("ROLLBACK")
+    lock.close()
+
+
+async def test_a_read_does_not_wait_long_for_lines_sqlite_cannot_take_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("livelog.store.READ_WAIT_S", 0.5)
+    store = await open_store(tmp_path / "api.sqlite3", "behind")
+    await fail_fast(store, (0.1,) * 50)
+    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    store.append_line(make_lines("behind", 1, 1)[0])
+    with pytest.raises(StoreBehind, match=r"not written after 0\.5 s"):
+        await asyncio.wait_for(store.lines("behind", 0, 10), 5)
+    lock.execute("COMMIT")
+    assert [line["seq"] for line in await store.lines("behind", 0, 10)] == [1], "written once SQLite could"
+    lock.close()
+    await store.close()

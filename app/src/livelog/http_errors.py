@@ -14,6 +14,7 @@ from starlette.routing import Match
 
 from livelog import sqlite
 from livelog.logs import TaggedLogger
+from livelog.store import StoreBehind
 
 
 def answer_errors(app: FastAPI, log: TaggedLogger) -> None:
@@ -23,9 +24,9 @@ def answer_errors(app: FastAPI, log: TaggedLogger) -> None:
         return JSONResponse(status_code=500, content={"detail": "internal error"})
 
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        """SQLite could not do it now (sqlite.unavailable): the same request may work later. Any other error of
-        SQLite's is a bug."""
-        if not sqlite.unavailable(exc):
+        """SQLite could not do it now (sqlite.unavailable), or the run store is behind with lines it could not write
+        yet: the same request may work later. Any other error of SQLite's is a bug."""
+        if not isinstance(exc, StoreBehind) and not sqlite.unavailable(exc):
             return await internal_error(request, exc)
         log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, exc)
         detail = f"the service's database is unavailable ({exc}); retry later"
@@ -33,6 +34,7 @@ def answer_errors(app: FastAPI, log: TaggedLogger) -> None:
 
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(sqlite3.OperationalError, database_unavailable)
+    app.add_exception_handler(StoreBehind, database_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(405, method_not_allowed)
 

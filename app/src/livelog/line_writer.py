@@ -10,7 +10,9 @@ tried again after each of `retry_delays_s`, logged each time; its lines wait mea
 behind them. Bounded: past `max_pending` lines waiting, new lines are left out of the store, counted and logged;
 they still go to the viewers. So is a batch that still fails after its tries, or that SQLite refuses outright. A
 crash loses at most the lines waiting and the batch being committed: a few milliseconds' worth, up to
-`max_pending` if the disk stalls. A stop writes everything first (`close`), trying each batch once more at most.
+`max_pending` if the disk stalls. A stop writes everything first (`close`); if SQLite cannot take a batch then,
+it and every line waiting behind it are left out at once, counted. A read waits for the lines logged before it
+(`settle`); the store's reads give up after a few seconds (the API answers 503).
 
 The store's other writes (a run's start and finish, retention) go through `execute`, on the same connection and
 thread, between batches: the event loop never waits for SQLite's write lock, which a batch, a large retention
@@ -144,6 +146,9 @@ class LineWriter:
                     self.batches += 1
                 except Exception as exc:  # sqlite3.Error, or text SQLite cannot encode: the writer
                     # must go on, or every reader would wait for it for good
+                    if self._closing.is_set() and sqlite.unavailable(exc):  # a stop does not try each batch for 5 s
+                        batch += self._pending
+                        self._pending.clear()
                     self._drop(len(batch), f"the store refused them: {type(exc).__name__}: {exc}")
                 async with self._progress:
                     self._handled += len(batch)

@@ -8,6 +8,7 @@ never wait for a writer.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import sqlite3
@@ -31,7 +32,14 @@ CREATE TABLE IF NOT EXISTS runs (
 # viewer token given out for the old one (which lasts MAX_TTL_S at most)
 _RETIRED_IDS_TABLE = "CREATE TABLE IF NOT EXISTS retired_ids (run_id TEXT PRIMARY KEY, retired REAL NOT NULL)"
 RETIRED_ID_HOLD_S = max(RETENTION_SECONDS, MAX_TTL_S) + 3600
+# how long a read waits for the lines logged before it (normally a batch's commit: milliseconds) before it is told
+# the store is behind: as long as SQLite waits for a lock
+READ_WAIT_S = 5.0
 _SELECT_RUNS = "SELECT run_id, workflow, status, params, created, finished, error, lines FROM runs"
+
+
+class StoreBehind(Exception):
+    """A read would miss lines logged before it: the writer could not write them in time."""
 
 
 class RunStore:
@@ -67,19 +75,23 @@ class RunStore:
 
         return await self.writer.execute(insert)
 
-    async def finish_run(self, run_id: str, status: RunStatus, error: str | None = None, *, retry: bool = True) -> None:
-        """Record how a run ended; with `retry`, tried again while SQLite cannot take it now (`LineWriter.persist`),
-        else once (for a request, which answers 503 rather than wait)."""
-        await self.writer.settle()  # a finished run has all its lines
+    async def finish_run(
+        self, run_id: str, status: RunStatus, error: str | None = None, *, for_request: bool = False
+    ) -> None:
+        """Record how a run ended, after its lines, tried again while SQLite cannot take it now
+        (`LineWriter.persist`). `for_request`: once, and its lines waited for READ_WAIT_S at most, so that the request
+        answers 503 rather than wait."""
+        # a finished run has all its lines
+        await (self._caught_up() if for_request else self.writer.settle())
         row = (status, time.time(), error, run_id)
 
         def update(db: sqlite3.Connection) -> None:
             db.execute("UPDATE runs SET status = ?, finished = ?, error = ? WHERE run_id = ?", row)
 
-        if retry:
-            await self.writer.persist(update, f"the end of run {run_id}")
-        else:
+        if for_request:
             await self.writer.execute(update)
+        else:
+            await self.writer.persist(update, f"the end of run {run_id}")
 
     def mark_interrupted(self) -> int:
         """Runs left `running` by a previous process cannot finish any more."""
@@ -88,17 +100,26 @@ class RunStore:
         )
         return cursor.rowcount
 
+    async def _caught_up(self) -> None:
+        """Wait for the lines logged before this read to be written, READ_WAIT_S at most (then raise StoreBehind)."""
+        try:
+            async with asyncio.timeout(READ_WAIT_S):
+                await self.writer.settle()
+        except TimeoutError:
+            behind = f"lines logged before this read are not written after {READ_WAIT_S:g} s (the log says why)"
+            raise StoreBehind(behind) from None
+
     def append_line(self, line: LogLine) -> None:
         self.writer.append(line)
 
     async def get_run(self, run_id: str) -> Run | None:
-        await self.writer.settle()
+        await self._caught_up()
         found = self._db.execute(f"{_SELECT_RUNS} WHERE run_id = ?", (run_id,)).fetchone()
         return _to_run(found) if found else None
 
     async def recent_runs(self, limit: int, only: frozenset[str] | None = None) -> list[Run]:
         """The newest runs; with `only`, the newest of those runs."""
-        await self.writer.settle()
+        await self._caught_up()
         if only is None:
             rows = self._db.execute(f"{_SELECT_RUNS} ORDER BY created DESC LIMIT ?", (limit,))
         else:
@@ -110,7 +131,7 @@ class RunStore:
         return [_to_run(row) for row in rows]
 
     async def lines(self, run_id: str, after_seq: int, limit: int) -> list[LogLine]:
-        await self.writer.settle()
+        await self._caught_up()
         rows = self._db.execute(
             f"{sqlite.SELECT_LINES} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?", (run_id, after_seq, limit)
         )
