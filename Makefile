@@ -96,8 +96,9 @@ bench-cluster: image bench-clients
 	bench/cluster.sh
 
 # the browser's Socket.IO client, which bench/fanout_clients.mjs runs on this machine's Node: app/viewer's locked
-# packages, as scripts/vendor-viewer.sh installs them
-bench-clients: bootstrap
+# packages, as scripts/vendor-viewer.sh installs them (again only when the lock changes)
+bench-clients: app/viewer/node_modules/.package-lock.json
+app/viewer/node_modules/.package-lock.json: app/viewer/package-lock.json
 	cd app/viewer && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 clean:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LIVELOG = "/opt/livelog/current/bin"
 CHATTER_OWN_LINES = 2  # the planner's decision and the executor's announcement
-HINT = "their error is above (`make bench-edge` installs the Node clients' packages; `--client python` needs none)"
+HINT = "their error is above (`make bench-clients` installs the Node clients' packages; `--client python` needs none)"
 
 
 def in_container(container: str, *command: str) -> str:
@@ -184,7 +184,9 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
     rss_connected, cpu_before, nginx_before = socketio_process(args)
     starter.stdin.write(b"go\n")
     await expect(starter.stdout, "started")
-    summary = json.loads(await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300))
+    if not (line := await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300)):
+        sys.exit(f"bench/fanout.py: the {args.client} clients exited before their summary: {HINT}")
+    summary = json.loads(line)
     _, cpu_after, nginx_after = socketio_process(args)
     starter.stdin.close()
     await starter.wait()
