@@ -46,9 +46,9 @@ CLIENT = "client"
 
 
 CEILING = "ceiling (in-process emit, batches of 200)"
-BATCHED = "livelog, `logs` batches, 1 client"
-TURN_PER_LINE = "livelog, as above, a loop turn per line"
-PER_LINE = "livelog, one `log` event per line, 1 client"
+BATCHED = "livelog, `logs` batches, 1 client, 200 lines a turn"
+TURN_PER_LINE = "livelog, `logs` batches, 1 client, 1 line a turn"
+PER_LINE = "livelog, `log` per line, 1 client, 200 lines a turn"
 SEED = "seed style (new httpx client per line)"
 
 
@@ -204,24 +204,27 @@ async def main(lines: int, rounds: int, seed_lines: int) -> dict[str, object]:
                 service.stop()
     figures = {case: statistics.median(case_rates) for case, case_rates in rates.items()}
     ratios = {
-        "livelog/ceiling": median_ratio(rates, BATCHED, CEILING),
-        "livelog, a loop turn per line/ceiling": median_ratio(rates, TURN_PER_LINE, CEILING),
+        "livelog/ceiling, 200 lines a turn": median_ratio(rates, BATCHED, CEILING),
+        "livelog/ceiling, 1 line a turn": median_ratio(rates, TURN_PER_LINE, CEILING),
         "livelog/seed style": median_ratio(rates, BATCHED, SEED),
     }
     print(f"{'throughput, lines/s at the client (median of ' + str(rounds) + ' rounds)':55} {'lines/s':>10}")
     for name, rate in figures.items():
         print(f"{name:55} {rate:>10.0f}")
     print(f"lines the broadcaster dropped: {dropped}")
-    for case, name in ((BATCHED, "livelog/ceiling"), (TURN_PER_LINE, "livelog, a loop turn per line/ceiling")):
+    for case, name in (
+        (BATCHED, "livelog/ceiling, 200 lines a turn"),
+        (TURN_PER_LINE, "livelog/ceiling, 1 line a turn"),
+    ):
         each = " ".join(f"{rate / base:.2f}" for rate, base in zip(rates[case], rates[CEILING], strict=True))
         print(f"{name} {ratios[name]:.2f} (target >= 0.5; median of the rounds' own: {each})")
     print(f"livelog/seed style {ratios['livelog/seed style']:.0f} (target >= 2000)")
     cpu_per_line = cpu.medians()
     names = [*cpu.processes, CLIENT]
-    print(f"{'CPU per line, µs (median)':45}" + "".join(f"{name:>12}" for name in names) + f"{'in all':>10}")
+    print(f"{'CPU per line, µs (median)':55}" + "".join(f"{name:>12}" for name in names) + f"{'in all':>10}")
     for case in (CEILING, BATCHED, TURN_PER_LINE):
         us = cpu_per_line[case]
-        print(f"{case:45}" + "".join(f"{us[name]:>12.1f}" for name in names) + f"{sum(us.values()):>10.1f}")
+        print(f"{case:55}" + "".join(f"{us[name]:>12.1f}" for name in names) + f"{sum(us.values()):>10.1f}")
     return {**figures, "ratios": ratios, "lines_per_s_by_round": rates, "cpu_us_per_line": cpu_per_line}
 
 
