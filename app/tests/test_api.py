@@ -82,6 +82,8 @@ async def test_a_read_while_the_store_cannot_write_the_lines_before_it_gets_503_
     assert httpx.post(f"{api.url}/api/runs", json=body).status_code == 202
     lock = sqlite3.connect(data / "api.sqlite3", isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # past the busy timeout: the run's lines wait, and are tried again
+    waiting = lambda: httpx.get(f"{api.url}/health").json()["store"]["pending"] > 0  # noqa: E731
+    await eventually(waiting, what="lines logged after the lock, waiting for it")
     behind = httpx.get(f"{api.url}/api/runs/behind/logs", timeout=30)
     assert (behind.status_code, behind.headers.get("retry-after")) == (503, "5"), "told, within seconds, not a wait"
     assert "not written after 5 s" in behind.json()["detail"]
