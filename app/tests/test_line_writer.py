@@ -396,6 +396,7 @@ async def test_a_read_does_not_wait_long_for_lines_sqlite_cannot_take_now(
     with pytest.raises(StoreBehind, match=r"not written after 0\.5 s"):
         await asyncio.wait_for(store.lines("behind", 0, 10), 5)
     lock.execute("COMMIT")
+    await store.writer.settle()
     assert [line["seq"] for line in await store.lines("behind", 0, 10)] == [1], "written once SQLite could"
     lock.close()
     await store.close()
