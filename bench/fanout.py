@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -152,6 +153,14 @@ def container_pid(container: str) -> str:
     return subprocess.run(inspect, check=True, capture_output=True, text=True).stdout.strip()
 
 
+async def clients_say(stdout: asyncio.StreamReader, args: argparse.Namespace, when: str) -> dict[str, Any]:
+    """The clients' next line of JSON, or an exit saying they ended `when`."""
+    if not (line := await stdout.readline()):
+        sys.exit(f"bench/fanout.py: the {args.client} clients exited {when}: {HINT}")
+    said: dict[str, Any] = json.loads(line)
+    return said
+
+
 async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: int, rate: int) -> dict[str, object]:
     lines = rate * args.seconds
     run_id = f"fanout-{clients}-{rate}-{time.monotonic_ns()}"
@@ -178,15 +187,11 @@ async def run_case(args: argparse.Namespace, token: str, api_key: str, clients: 
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert watchers.stdin is not None and watchers.stdout is not None
-    if not (line := await watchers.stdout.readline()):
-        sys.exit(f"bench/fanout.py: the {args.client} clients exited before they connected: {HINT}")
-    ready = json.loads(line)
+    ready = await clients_say(watchers.stdout, args, "before they connected")
     rss_connected, cpu_before, nginx_before = socketio_process(args)
     starter.stdin.write(b"go\n")
     await expect(starter.stdout, "started")
-    if not (line := await asyncio.wait_for(watchers.stdout.readline(), timeout=args.seconds + 300)):
-        sys.exit(f"bench/fanout.py: the {args.client} clients exited before their summary: {HINT}")
-    summary = json.loads(line)
+    summary = await asyncio.wait_for(clients_say(watchers.stdout, args, "before their summary"), args.seconds + 300)
     _, cpu_after, nginx_after = socketio_process(args)
     starter.stdin.close()
     await starter.wait()

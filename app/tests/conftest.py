@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from livelog.testing import Service, free_port, service_env, start_services
+
+
+def write_locked(path: Path) -> sqlite3.Connection:
+    """Another process's connection to the SQLite file at `path`, holding its write lock (a backup, a second API, a
+    stalled disk) until the caller commits or rolls back."""
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    return lock
 
 
 class Services:

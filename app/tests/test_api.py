@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Services
+from conftest import Services, write_locked
 
 from livelog.subscriber import LogSubscriber
 from livelog.testing import Service, eventually, free_port
@@ -62,8 +61,9 @@ async def test_test_log_returns_run_and_seq(shared_pair: tuple[Service, Service]
 def test_a_store_another_process_holds_locked_gets_a_clear_503_not_a_500(services: Services, tmp_path: Path) -> None:
     data = tmp_path / "locked"
     _, api = services.pair(LIVELOG_DATA_DIR=str(data))
-    lock = sqlite3.connect(data / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")  # another process writing past the busy timeout (5 s): a backup, a second API
+    lock = write_locked(
+        data / "api.sqlite3"
+    )  # another process writing past the busy timeout (5 s): a backup, a second API
     refused = httpx.post(f"{api.url}/api/runs", json={"run_id": "locked"}, timeout=30)
     assert (refused.status_code, refused.headers.get("retry-after")) == (503, "5")
     assert "database is locked" in refused.json()["detail"]
@@ -80,8 +80,7 @@ async def test_a_read_while_the_store_cannot_write_the_lines_before_it_gets_503_
     _, api = services.pair(LIVELOG_DATA_DIR=str(data))
     body = {"run_id": "behind", "workflow": "chatter", "lines": 30, "interval_ms": 100}
     assert httpx.post(f"{api.url}/api/runs", json=body).status_code == 202
-    lock = sqlite3.connect(data / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")  # past the busy timeout: the run's lines wait, and are tried again
+    lock = write_locked(data / "api.sqlite3")  # past the busy timeout: the run's lines wait, and are tried again
     waiting = lambda: httpx.get(f"{api.url}/health").json()["store"]["pending"] > 0  # noqa: E731
     await eventually(waiting, what="lines logged after the lock, waiting for it")
     behind = httpx.get(f"{api.url}/api/runs/behind/logs", timeout=30)

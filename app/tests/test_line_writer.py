@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Services
+from conftest import Services, write_locked
 
 from livelog.line_writer import MAX_BATCH
 from livelog.models import LogLine
@@ -97,8 +97,7 @@ async def test_a_full_queue_drops_new_lines_counted_and_logged(
 async def test_settle_waits_for_the_lines_before_it_though_later_ones_are_dropped(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "api.sqlite3", "stall")
     store.writer.max_pending = 2
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")  # the disk stalls: the writer's next commit waits for this lock
+    lock = write_locked(tmp_path / "api.sqlite3")  # the disk stalls: the writer's next commit waits for this lock
     lines = make_lines("stall", 1, 6)
     store.append_line(lines[0])
     await eventually(lambda: store.writer.pending == 0, what="the writer to take line 1")  # and wait on the lock
@@ -127,8 +126,7 @@ async def test_a_run_starts_and_finishes_without_the_event_loop_waiting_for_the_
     """A run's rows and retention are written on the writer's thread: while another transaction holds SQLite's write
     lock (a long batch, a stalled disk), the event loop goes on, and the writes land once the lock is free."""
     store = await open_store(tmp_path / "api.sqlite3", "before")
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     created = asyncio.create_task(store.create_run("during", "test", {}))
     finished = asyncio.create_task(store.finish_run("before", "succeeded"))
     pruned = asyncio.create_task(store.prune(max_age_s=0, max_lines=0))
@@ -149,8 +147,7 @@ async def test_a_cancelled_write_keeps_the_connection_until_its_thread_ends(tmp_
     """A thread cannot be stopped: a write cancelled while SQLite waits in it must not let the next one share the
     connection meanwhile."""
     store = await open_store(tmp_path / "api.sqlite3")
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     created = asyncio.create_task(store.create_run("cancelled", "test", {}))
     await asyncio.sleep(0.1)
     created.cancel()
@@ -170,8 +167,7 @@ async def test_a_start_cancelled_while_the_store_records_it_still_starts_the_run
     """The row is written on a thread that cannot be stopped: the run must then run, not stay `running` for good."""
     store = await open_store(tmp_path / "api.sqlite3")
     runs = RunManager(store, Collected())
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     request = RunRequest(workflow="chatter", run_id="kept", lines=3, interval_ms=0)
     start = asyncio.create_task(runs.start(request, owner="k"))
     await asyncio.sleep(0.1)
@@ -245,8 +241,9 @@ async def test_lines_sqlite_cannot_take_now_wait_and_are_written_once_it_can(
 ) -> None:
     store = await open_store(tmp_path / "api.sqlite3", "locked")
     await fail_fast(store, (0.1,) * 50)
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")  # another process (a backup, a second API) holds the file past the busy timeout
+    lock = write_locked(
+        tmp_path / "api.sqlite3"
+    )  # another process (a backup, a second API) holds the file past the busy timeout
     lines = make_lines("locked", 1, 3)
     with caplog.at_level(logging.WARNING):
         for line in lines:
@@ -267,8 +264,7 @@ async def test_lines_sqlite_still_cannot_take_after_the_tries_are_counted_and_th
 ) -> None:
     store = await open_store(tmp_path / "api.sqlite3", "gone")
     await fail_fast(store, (0.05, 0.05))
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     with caplog.at_level(logging.WARNING):
         for line in make_lines("gone", 1, 2):
             store.append_line(line)
@@ -290,9 +286,8 @@ async def test_a_run_logging_while_sqlite_cannot_take_its_lines_ends_with_them_a
     await fail_fast(store, (0.1,) * 50)
     runs = RunManager(store, Collected())
     await runs.start(RunRequest(workflow="chatter", run_id="late", lines=3, interval_ms=300), owner="k")
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
     await store.writer.settle()
-    lock.execute("BEGIN IMMEDIATE")  # taken while the run logs: its last lines and its end wait for it
+    lock = write_locked(tmp_path / "api.sqlite3")  # taken while the run logs: its last lines and its end wait for it
     with caplog.at_level(logging.WARNING):
         await asyncio.sleep(1.5)
         # read through the lock's own connection: get_run would wait for the lines that wait for the lock
@@ -314,8 +309,7 @@ async def test_a_run_end_sqlite_cannot_take_now_is_recorded_once_it_can(
     `running` until the API restarted."""
     store = await open_store(tmp_path / "api.sqlite3", "late")
     await fail_fast(store, (0.1,) * 50)
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     with caplog.at_level(logging.WARNING):
         finished = asyncio.create_task(store.finish_run("late", "succeeded"))
         await asyncio.sleep(1)
@@ -336,8 +330,7 @@ async def test_a_run_whose_end_sqlite_never_takes_is_said_in_the_log(
     runs = RunManager(store, Collected())
     await runs.start(RunRequest(workflow="chatter", run_id="stuck", lines=1, interval_ms=200), owner="k")
     await store.writer.settle()
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     with caplog.at_level(logging.WARNING):
         async with asyncio.timeout(10):
             while runs.active:
@@ -353,8 +346,7 @@ async def test_a_stop_does_not_wait_out_the_pauses_between_tries(tmp_path: Path)
     """systemd stops the API within 15 s: a batch waiting to be tried again is tried once more at once."""
     store = await open_store(tmp_path / "api.sqlite3", "stopping")
     await fail_fast(store, (60.0,))
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     store.append_line(make_lines("stopping", 1, 1)[0])
     await asyncio.sleep(0.3)  # the first try failed: the writer waits 60 s for the next
     async with asyncio.timeout(5):
@@ -370,8 +362,7 @@ async def test_a_stop_leaves_out_every_line_waiting_once_sqlite_cannot_take_a_ba
     """One try per batch at a stop would cost the busy timeout (5 s) per batch of 1,000 lines waiting."""
     store = await open_store(tmp_path / "api.sqlite3", "many")
     await fail_fast(store, (60.0,))
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     for line in make_lines("many", 1, 2500):  # three batches
         store.append_line(line)
     await asyncio.sleep(0.3)
@@ -390,8 +381,7 @@ async def test_a_read_does_not_wait_long_for_lines_sqlite_cannot_take_now(
     monkeypatch.setattr("livelog.store.READ_WAIT_S", 0.5)
     store = await open_store(tmp_path / "api.sqlite3", "behind")
     await fail_fast(store, (0.1,) * 50)
-    lock = sqlite3.connect(tmp_path / "api.sqlite3", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = write_locked(tmp_path / "api.sqlite3")
     store.append_line(make_lines("behind", 1, 1)[0])
     with pytest.raises(StoreBehind, match=r"not written after 0\.5 s"):
         await asyncio.wait_for(store.lines("behind", 0, 10), 5)

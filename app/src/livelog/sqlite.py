@@ -44,9 +44,8 @@ def connect(path: Path, *schema: str, check_same_thread: bool = True) -> sqlite3
 def unavailable(exc: BaseException) -> bool:
     """SQLite could not do it now: its file locked by another process past the busy timeout, the disk full, failing
     or read-only. Not a bug: the same write may work later. Any other error of SQLite's is one."""
-    return isinstance(exc, sqlite3.OperationalError) and str(getattr(exc, "sqlite_errorname", "")).startswith(
-        UNAVAILABLE
-    )
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return isinstance(exc, sqlite3.OperationalError) and name.startswith(UNAVAILABLE)
 
 
 def insert_lines(db: sqlite3.Connection, lines: list[LogLine]) -> None:
