@@ -64,18 +64,22 @@ async def hold(url: str, token: str, first: int, count: int, pipe: Connection) -
     tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # nginx on loopback, its own certificate
     gate = asyncio.Semaphore(IN_FLIGHT)
     errors: dict[str, int] = {}
+    pings: list[asyncio.Task[None]] = []
 
     async def one(n: int) -> aiohttp.ClientWebSocketResponse | None:
         async with gate:
             try:
-                return await open_one(url, token, source_address(n // PER_ADDRESS), tls)
+                ws = await open_one(url, token, source_address(n // PER_ADDRESS), tls)
             except Exception as exc:  # counted by kind and reported, not raised
                 kind = f"{type(exc).__name__}: {str(exc)[:80]}"
                 errors[kind] = errors.get(kind, 0) + 1
                 return None
+        # answered from now: opening them all took 44 s on a slow machine, and a socket whose pong waited for the
+        # last one to open missed the server's ping timeout (25 s + 20 s) and was closed
+        pings.append(asyncio.create_task(keep_alive(ws)))
+        return ws
 
     sockets = [ws for ws in await asyncio.gather(*(one(n) for n in range(first, first + count))) if ws]
-    pings = [asyncio.create_task(keep_alive(ws)) for ws in sockets]
     pipe.send({"open": sum(not ws.closed for ws in sockets), "errors": errors})
     await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # until told to close
     still_open = sum(not ws.closed for ws in sockets)
