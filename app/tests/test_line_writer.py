@@ -14,6 +14,7 @@ from conftest import Services, write_locked
 
 from livelog.line_writer import MAX_BATCH
 from livelog.models import LogLine
+from livelog.raw_log import PAGE_LINES, raw_log
 from livelog.runs import RunLogger, RunManager
 from livelog.store import RunStore, StoreBehind
 from livelog.testing import eventually, make_lines
@@ -388,5 +389,27 @@ async def test_a_read_does_not_wait_long_for_lines_sqlite_cannot_take_now(
     lock.execute("COMMIT")
     await store.writer.settle()
     assert [line["seq"] for line in await store.lines("behind", 0, 10)] == [1], "written once SQLite could"
+    lock.close()
+    await store.close()
+
+
+async def test_a_download_under_way_does_not_stop_for_lines_another_run_logs_that_sqlite_cannot_take_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream cannot answer 503 once it has begun: its pages read what is written, and it ends whole."""
+    monkeypatch.setattr("livelog.store.READ_WAIT_S", 0.5)
+    store = await open_store(tmp_path / "api.sqlite3", "done", "running")
+    for line in make_lines("done", 1, 3 * PAGE_LINES):
+        store.append_line(line)
+    assert await store.get_run("done") is not None  # what the endpoint does first: waits for these
+    pages = raw_log(store, "done")
+    text = await anext(pages)
+    await fail_fast(store, (0.1,) * 50)
+    lock = write_locked(tmp_path / "api.sqlite3")
+    store.append_line(make_lines("running", 1, 1)[0])  # another run logs, and waits for the lock
+    async with asyncio.timeout(5):
+        text += "".join([page async for page in pages])
+    assert [line.rsplit(" ", 1)[-1] for line in text.splitlines()] == [str(seq) for seq in range(1, 3 * PAGE_LINES + 1)]
+    lock.execute("COMMIT")
     lock.close()
     await store.close()

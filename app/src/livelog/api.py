@@ -120,7 +120,7 @@ RAW_LOG: Responses = {
 @router.get("/api/runs/{run_id}/logs.txt", response_class=PlainTextResponse, responses=RAW_LOG)
 async def download_logs(caller: ReaderDep, store: StoreDep, run_id: str) -> StreamingResponse:
     """The run's whole log as text, streamed, to save as a file."""
-    await _readable_run(caller, store, run_id)
+    await _readable_run(caller, store, run_id)  # waits for the lines logged before now (or 503): the stream does not
     # a stored run's id is a RunId (letters, digits, `_.:-`): safe in the header as it is
     disposition = f'attachment; filename="livelog-{run_id}.log"'
     return StreamingResponse(

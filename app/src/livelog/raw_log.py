@@ -19,8 +19,11 @@ def raw_line(line: LogLine) -> str:
 
 
 async def raw_log(store: RunStore, run_id: str) -> AsyncIterator[str]:
-    """Every stored line of the run, in order, a page at a time (a long run is never held whole in memory)."""
+    """Every line of the run written when each page is read, in order, a page at a time (a long run is never held
+    whole in memory). The caller has waited for the lines logged before the request (`RunStore.get_run` does): a
+    page does not wait, as a stream cannot answer 503 once it has begun, and a run still logging while the store
+    cannot write would stop it halfway."""
     after = 0
-    while lines := await store.lines(run_id, after, PAGE_LINES):
+    while lines := store.written_lines(run_id, after, PAGE_LINES):
         yield "".join(raw_line(line) for line in lines)
         after = lines[-1]["seq"]
