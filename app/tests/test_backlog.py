@@ -4,12 +4,15 @@ each line once (its first copy), whatever batches they came in."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import orjson
 import pytest
+from conftest import write_locked
 
 from livelog import backlog as backlog_module
+from livelog import sqlite
 from livelog.backlog import SqliteBacklog
 from livelog.models import LogLine
 from livelog.testing import make_lines
@@ -129,4 +132,22 @@ async def test_a_replay_of_a_few_lines_unpacks_the_newest_rows_only(
     unpacked.clear()
     assert seqs(await backlog.since("long", 0, up_to=1500, limit=3)) == [1498, 1499, 1500]
     assert len(unpacked) == 1
+    await backlog.close()
+
+
+async def test_a_write_another_process_holds_the_lock_for_fails_at_once_and_works_once_free(tmp_path: Path) -> None:
+    """The backlog writes on the Socket.IO server's event loop: it must not wait out the API store's 5 s."""
+    path = tmp_path / "backlog.sqlite3"
+    backlog = SqliteBacklog(path, per_run=10)
+    lock = write_locked(path)
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError) as refused:
+        await backlog.add(make_lines("r", 1, 3))
+    waited = time.monotonic() - started
+    assert sqlite.unavailable(refused.value), "what the server answers 503 for"
+    assert waited < 2.5, f"the write waited {waited:.1f} s for the lock, and the event loop with it"
+    lock.execute("ROLLBACK")
+    lock.close()
+    await backlog.add(make_lines("r", 1, 3))
+    assert seqs(await backlog.since("r", 0)) == [1, 2, 3]
     await backlog.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import websockets
-from conftest import Services
+from conftest import Services, write_locked
 
 from livelog.models import LogLine
 from livelog.subscriber import LogSubscriber
@@ -74,6 +75,26 @@ def test_broadcast_with_the_token(sio: Service) -> None:
     assert response.json() == {"accepted": 3, "emitted": 3}
     retry = post(sio, {"lines": make_lines("token-ok", 1, 3)}).json()
     assert retry == {"accepted": 3, "emitted": 0}, "a retry emits nothing"
+
+
+def test_a_backlog_another_process_holds_locked_gets_503_at_once_and_the_lines_are_taken_after(
+    services: Services,
+) -> None:
+    """The backlog's writes run on the event loop: a lock held elsewhere (a shell, a backup) fails a broadcast after
+    a moment, for the broadcaster to send again, instead of stalling every viewer and request for SQLite's 5 s."""
+    data = services.workdir / "locked-backlog"
+    sio = services("socketio", LIVELOG_DATA_DIR=str(data), **SETTINGS)
+    lock = write_locked(data / "backlog.sqlite3")
+    started = time.monotonic()
+    refused = post(sio, {"lines": make_lines("locked", 1, 3)})
+    waited = time.monotonic() - started
+    assert (refused.status_code, refused.headers.get("retry-after")) == (503, "5")
+    assert "database is locked" in refused.json()["detail"]
+    assert waited < 2.5, f"the broadcast waited {waited:.1f} s for the lock: the event loop with it"
+    assert "Traceback" not in sio.output(), "an operational condition, not a bug"
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert post(sio, {"lines": make_lines("locked", 1, 3)}).json() == {"accepted": 3, "emitted": 3}, "sent again"
 
 
 @pytest.mark.parametrize(

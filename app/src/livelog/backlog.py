@@ -36,6 +36,10 @@ _INSERT_BATCH = """
 INSERT INTO batches (run_id, first_seq, last_seq, newest_ts, line_count, lines) VALUES (?, ?, ?, ?, ?, ?)
 """
 _BATCHES_INDEX = "CREATE INDEX IF NOT EXISTS batches_by_run ON batches (run_id, last_seq)"
+# the backlog's writes run on the event loop, and only this process writes the file: another process holding its lock
+# (a shell, a backup) makes a broadcast fail after this long (503, and the broadcaster sends it again), rather than
+# stall every viewer and request for the 5 s the API's store waits
+BUSY_TIMEOUT_MS = 100
 _run_id = operator.itemgetter("run_id")
 _seq = operator.itemgetter("seq")
 _ts = operator.itemgetter("ts")
@@ -71,7 +75,7 @@ class SqliteBacklog:
         self.max_lines = max_lines
         self.max_age_s = min(max_age_s, RETENTION_SECONDS)
         self._check_every_s = check_every_s
-        self._db = sqlite.connect(path, _BATCHES_TABLE, _BATCHES_INDEX)
+        self._db = sqlite.connect(path, _BATCHES_TABLE, _BATCHES_INDEX, busy_timeout_ms=BUSY_TIMEOUT_MS)
         self._forget_older_releases()
         self._next_expiry = 0.0
 
