@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from conftest import Services
 
 from livelog.broadcaster import HttpBroadcaster
-from livelog.models import MAX_MESSAGE_CHARS
+from livelog.models import CUT_MARK, MAX_MESSAGE_CHARS
 from livelog.runs import RunLogger
 from livelog.store import RunStore
 from livelog.subscriber import LogSubscriber
@@ -198,11 +199,17 @@ async def test_a_workflow_line_of_undecodable_bytes_is_stored_and_seen_escaped(
     emit = RunLogger("undecodable", store, broadcaster)
     emit(b"opened caf\xe9.txt".decode("utf-8", "surrogateescape"))
     emit("\udcff" * MAX_MESSAGE_CHARS)  # six characters each, escaped: cut to the longest message the server takes
+    emit("x" * (MAX_MESSAGE_CHARS + 1))
     emit("next")
-    expected = ["opened caf\\udce9.txt", ("\\udcff" * MAX_MESSAGE_CHARS)[:MAX_MESSAGE_CHARS], "next"]
-    await eventually(lambda: len(client.lines) == 3, what="every line at the viewer")
-    assert [line["message"] for line in client.lines] == expected
-    assert [line["message"] for line in await store.lines("undecodable", 0, 10)] == expected
+    await eventually(lambda: len(client.lines) == 4, what="every line at the viewer")
+    seen = [line["message"] for line in client.lines]
+    assert [line["message"] for line in await store.lines("undecodable", 0, 10)] == seen
+    opened, escaped, long, after = seen
+    assert (opened, after) == ("opened caf\\udce9.txt", "next")
+    assert long == "x" * (MAX_MESSAGE_CHARS - len(CUT_MARK)) + CUT_MARK, "cut, and says so"
+    kept = escaped.removesuffix(CUT_MARK)
+    assert escaped.endswith(CUT_MARK) and len(escaped) <= MAX_MESSAGE_CHARS
+    assert re.fullmatch(r"(\\udcff)+", kept) and len(kept) > MAX_MESSAGE_CHARS - len(CUT_MARK) - 6, "whole escapes"
     assert broadcaster.dropped == 0 and store.writer.dropped == 0
     await client.close()
     await broadcaster.close()

@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from livelog.logs import TaggedLogger, Tally
-from livelog.models import MAX_BATCH_LINES, BroadcasterState, LogLine, utf8_text
+from livelog.models import MAX_BATCH_LINES, BroadcasterState, LogLine, line_message
 
 log = TaggedLogger("livelog.broadcaster", "[HTTP_BROADCASTER]")
 
@@ -306,7 +306,7 @@ def _encode(batch: list[LogLine]) -> bytes:
     try:
         return orjson.dumps({"lines": batch})
     except orjson.JSONEncodeError:
-        escaped = [{**line, "message": utf8_text(str(line.get("message", "")))} for line in batch]
+        escaped = [{**line, "message": line_message(str(line.get("message", "")))} for line in batch]
     try:
         return orjson.dumps({"lines": escaped})
     except orjson.JSONEncodeError as exc:  # a run id or a level: never sendable

@@ -6,6 +6,7 @@ and the workflows pass plain dicts around at no cost, and pydantic validates the
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -56,6 +57,21 @@ def utf8_text(text: str) -> str:
     or a process's output read with `surrogateescape`) become `\\udcff`. JSON and SQLite take UTF-8 only: a line
     they refused would be left out of the store and of the batch the broadcaster sends."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# the end of a message longer than MAX_MESSAGE_CHARS, after the cut
+CUT_MARK = f" [… cut: a line keeps {MAX_MESSAGE_CHARS:,} characters at most]"
+# the start of a lone surrogate's escape (`\\udcff`), at the end of a cut
+_PARTIAL_ESCAPE = re.compile(r"\\(?:u(?:d(?:[89a-f][0-9a-f]?)?)?)?\Z")
+
+
+def line_message(text: str) -> str:
+    """`text` as a line's message: UTF-8 text (utf8_text), MAX_MESSAGE_CHARS characters at most. A longer one is cut
+    and ends with CUT_MARK, so a viewer sees that it was; the cut never leaves part of an escape."""
+    message = text if text.isascii() else utf8_text(text[: MAX_MESSAGE_CHARS + 1])
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return _PARTIAL_ESCAPE.sub("", message[: MAX_MESSAGE_CHARS - len(CUT_MARK)]) + CUT_MARK
 
 
 @with_config(ConfigDict(extra="forbid"))

@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any, Protocol
 
 from livelog.logs import TaggedLogger
-from livelog.models import MAX_MESSAGE_CHARS, Level, LogLine, RunStatus, utf8_text
+from livelog.models import MAX_MESSAGE_CHARS, Level, LogLine, RunStatus, line_message, utf8_text
 from livelog.store import RunStore
 from livelog.workflows import RunRequest, run_workflow
 
@@ -61,7 +61,8 @@ class RunLogger:
             "seq": self.seq,
             "ts": time.time(),
             "level": level,
-            "message": (message if message.isascii() else utf8_text(message[:MAX_MESSAGE_CHARS]))[:MAX_MESSAGE_CHARS],
+            # what a workflow logs mostly needs nothing done: no call for it
+            "message": message if len(message) <= MAX_MESSAGE_CHARS and message.isascii() else line_message(message),
         }
         self._store.append_line(line)
         self._broadcaster.broadcast(line)
