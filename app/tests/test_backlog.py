@@ -135,19 +135,23 @@ async def test_a_replay_of_a_few_lines_unpacks_the_newest_rows_only(
     await backlog.close()
 
 
-async def test_a_write_another_process_holds_the_lock_for_fails_at_once_and_works_once_free(tmp_path: Path) -> None:
-    """The backlog writes on the Socket.IO server's event loop: it must not wait out the API store's 5 s."""
+async def test_while_another_process_holds_the_lock_a_write_fails_at_once_and_reads_go_on(tmp_path: Path) -> None:
+    """The backlog works on the Socket.IO server's event loop: a write must not wait out the API store's 5 s, and
+    a read (a subscribe's replay) must not fail for the expiry it does on the way (check_every_s=0: at each)."""
     path = tmp_path / "backlog.sqlite3"
-    backlog = SqliteBacklog(path, per_run=10)
+    backlog = SqliteBacklog(path, per_run=10, check_every_s=0)
+    await backlog.add(make_lines("r", 1, 3))
     lock = write_locked(path)
     started = time.monotonic()
     with pytest.raises(sqlite3.OperationalError) as refused:
-        await backlog.add(make_lines("r", 1, 3))
+        await backlog.add(make_lines("r", 4, 6))
     waited = time.monotonic() - started
     assert sqlite.unavailable(refused.value), "what the server answers 503 for"
     assert waited < 2.5, f"the write waited {waited:.1f} s for the lock, and the event loop with it"
+    assert seqs(await backlog.since("r", 0)) == [1, 2, 3] and await backlog.last_seq("r") == 3
+    assert await backlog.recent_runs() == ["r"]
     lock.execute("ROLLBACK")
     lock.close()
-    await backlog.add(make_lines("r", 1, 3))
-    assert seqs(await backlog.since("r", 0)) == [1, 2, 3]
+    await backlog.add(make_lines("r", 4, 6))
+    assert seqs(await backlog.since("r", 0)) == [1, 2, 3, 4, 5, 6]
     await backlog.close()

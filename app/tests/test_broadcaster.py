@@ -13,7 +13,7 @@ import pytest
 from conftest import Services
 
 from livelog.broadcaster import HttpBroadcaster
-from livelog.models import CUT_MARK, MAX_MESSAGE_CHARS
+from livelog.models import CUT_MARK, MAX_MESSAGE_CHARS, line_message
 from livelog.runs import RunLogger
 from livelog.store import RunStore
 from livelog.subscriber import LogSubscriber
@@ -175,13 +175,39 @@ async def test_a_message_json_cannot_encode_goes_escaped_with_its_batch(shared_p
     for run_id in ("escaped-a", "escaped-b", "escaped-c"):  # queued before the sender starts: one batch
         line = make_lines(run_id, 1, 1)[0]
         broadcaster.broadcast({**line, "message": "a lone surrogate \udcff"} if run_id == "escaped-b" else line)
+    # and one the server would refuse as too long once escaped, from a caller that did not cut it
+    broadcaster.broadcast({**make_lines("escaped-b", 2, 2)[0], "message": "\udcff" * 2000})
     await broadcaster.start()
-    await eventually(lambda: broadcaster.sent == 3, what="the batch to be sent")
+    await eventually(lambda: broadcaster.sent == 4, what="the batch to be sent")
     assert broadcaster.dropped == 0 and broadcaster.failures == 0
-    await eventually(lambda: len(client.lines) == 1, what="the line at the viewer")
+    await eventually(lambda: len(client.lines) == 2, what="the lines at the viewer")
     assert client.lines[0]["message"] == "a lone surrogate \\udcff"
+    assert client.lines[1]["message"] == line_message("\udcff" * 2000) and CUT_MARK in client.lines[1]["message"]
     await client.close()
     await broadcaster.close()
+
+
+@pytest.mark.parametrize("before", range(6))
+def test_a_long_message_is_cut_at_a_whole_escape_and_says_so(before: int) -> None:
+    """Each lone surrogate takes six characters escaped: wherever one falls against the cut, none is left in part."""
+    cut = line_message("a" * before + "\udcff" * MAX_MESSAGE_CHARS)
+    kept = cut.removesuffix(CUT_MARK)
+    assert cut.endswith(CUT_MARK) and len(cut) <= MAX_MESSAGE_CHARS
+    assert re.fullmatch(r"(\\udcff)+", kept.removeprefix("a" * before))
+    assert len(kept) > MAX_MESSAGE_CHARS - len(CUT_MARK) - 6, "no more than the last escape's part left out"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("x" * MAX_MESSAGE_CHARS, "x" * MAX_MESSAGE_CHARS),
+        ("x" * (MAX_MESSAGE_CHARS + 1), "x" * (MAX_MESSAGE_CHARS - len(CUT_MARK)) + CUT_MARK),
+        ("é" * MAX_MESSAGE_CHARS, "é" * MAX_MESSAGE_CHARS),
+        ("caf\udce9", "caf\\udce9"),
+    ],
+)
+def test_a_message_that_fits_is_kept_as_it_is_and_one_that_does_not_is_cut(message: str, expected: str) -> None:
+    assert line_message(message) == expected
 
 
 async def test_a_workflow_line_of_undecodable_bytes_is_stored_and_seen_escaped(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import operator
+import sqlite3
 import time
 from pathlib import Path
 from typing import Protocol, cast
@@ -36,9 +37,11 @@ _INSERT_BATCH = """
 INSERT INTO batches (run_id, first_seq, last_seq, newest_ts, line_count, lines) VALUES (?, ?, ?, ?, ?, ?)
 """
 _BATCHES_INDEX = "CREATE INDEX IF NOT EXISTS batches_by_run ON batches (run_id, last_seq)"
-# the backlog's writes run on the event loop, and only this process writes the file: another process holding its lock
-# (a shell, a backup) makes a broadcast fail after this long (503, and the broadcaster sends it again), rather than
-# stall every viewer and request for the 5 s the API's store waits
+# once started, the backlog's writes run on the event loop, and only this process writes the file: another process
+# holding its lock (a shell, a backup) makes a broadcast fail after this long, rather than stall every viewer and
+# request for the 5 s the API's store waits. The broadcast answers 503 and the broadcaster sends it again until the
+# lock goes: no line is lost, and live lines wait meanwhile (the lines go to the backlog before they are emitted, so
+# that a replay never misses a line a viewer was sent), while pings, subscribes and /health go on
 BUSY_TIMEOUT_MS = 100
 _run_id = operator.itemgetter("run_id")
 _seq = operator.itemgetter("seq")
@@ -75,8 +78,9 @@ class SqliteBacklog:
         self.max_lines = max_lines
         self.max_age_s = min(max_age_s, RETENTION_SECONDS)
         self._check_every_s = check_every_s
-        self._db = sqlite.connect(path, _BATCHES_TABLE, _BATCHES_INDEX, busy_timeout_ms=BUSY_TIMEOUT_MS)
+        self._db = sqlite.connect(path, _BATCHES_TABLE, _BATCHES_INDEX)
         self._forget_older_releases()
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._next_expiry = 0.0
 
     def _forget_older_releases(self) -> None:
@@ -155,18 +159,24 @@ class SqliteBacklog:
         if now < self._next_expiry:
             return
         self._next_expiry = now + self._check_every_s
-        self._db.execute("DELETE FROM batches WHERE newest_ts < ?", (now - self.max_age_s,))
-        kept = self._db.execute(  # a run keeps per_run lines at most, whatever its rows hold
-            "SELECT COALESCE(SUM(MIN(n, ?)), 0) FROM (SELECT SUM(line_count) AS n FROM batches GROUP BY run_id)",
-            (self.per_run,),
-        ).fetchone()[0]
-        excess = kept - self.max_lines
-        if excess > 0:  # the quietest runs go first
-            self._db.execute(
-                "DELETE FROM batches WHERE run_id IN "
-                "(SELECT run_id FROM batches GROUP BY run_id ORDER BY MAX(newest_ts) LIMIT ?)",
-                (max(1, excess // self.per_run + 1),),
-            )
+        try:
+            self._db.execute("DELETE FROM batches WHERE newest_ts < ?", (now - self.max_age_s,))
+            kept = self._db.execute(  # a run keeps per_run lines at most, whatever its rows hold
+                "SELECT COALESCE(SUM(MIN(n, ?)), 0) FROM (SELECT SUM(line_count) AS n FROM batches GROUP BY run_id)",
+                (self.per_run,),
+            ).fetchone()[0]
+            excess = kept - self.max_lines
+            if excess > 0:  # the quietest runs go first
+                self._db.execute(
+                    "DELETE FROM batches WHERE run_id IN "
+                    "(SELECT run_id FROM batches GROUP BY run_id ORDER BY MAX(newest_ts) LIMIT ?)",
+                    (max(1, excess // self.per_run + 1),),
+                )
+        except sqlite3.OperationalError as exc:
+            # housekeeping, done at the next check: a read must not fail for it while another process holds the lock
+            # (reads leave out lines past their age themselves); a write fails at its insert anyway
+            if not sqlite.unavailable(exc):
+                raise
 
 
 class RedisBacklog:

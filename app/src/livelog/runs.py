@@ -61,7 +61,7 @@ class RunLogger:
             "seq": self.seq,
             "ts": time.time(),
             "level": level,
-            # what a workflow logs mostly needs nothing done: no call for it
+            # line_message's own first test, here: what a workflow logs mostly needs nothing done, and no call for it
             "message": message if len(message) <= MAX_MESSAGE_CHARS and message.isascii() else line_message(message),
         }
         self._store.append_line(line)

@@ -162,7 +162,10 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
         responses={
             401: {"description": "No broadcast token, or not the one set"},
             413: {},
-            503: {"description": "Several nodes, and Redis is unavailable: the lines were not taken"},
+            503: {
+                "description": "The backlog cannot take the lines now (several nodes and Redis is unavailable, or "
+                "another process holds the SQLite backlog's lock): they were not taken; send them again"
+            },
         },
         openapi_extra=json_body_openapi(BroadcastBatch),
     )

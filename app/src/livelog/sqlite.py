@@ -26,15 +26,13 @@ LineRow = tuple[str, int, float, str, str]
 ROWS_PER_INSERT = 100
 
 
-def connect(
-    path: Path, *schema: str, check_same_thread: bool = True, busy_timeout_ms: int = 5000
-) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), with the `schema` statements run. A write waits
-    up to `busy_timeout_ms` for another connection's transaction (the store's startup write, the line writer's
-    batch) before it fails."""
+def connect(path: Path, *schema: str, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), with the `schema` statements run."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
-    db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    # a write waits this long for another connection's transaction (the store's startup write, the line writer's
+    # batch) before it fails
+    db.execute("PRAGMA busy_timeout=5000")
     db.execute("PRAGMA journal_mode=WAL")
     # WAL with NORMAL: a crash of the machine may lose the last transactions, never corrupt the file
     db.execute("PRAGMA synchronous=NORMAL")

@@ -2,8 +2,8 @@
 
 Every write once serving (all but startup's `mark_interrupted`) goes through a LineWriter, off the event loop:
 lines in batches, the rest (a run's start and finish, retention) between them. What reads lines or their count
-settles it first, so a reader sees every line logged before it asked. Reads are on the event loop: in WAL mode they
-never wait for a writer.
+settles it first, so a reader sees every line logged before it asked (a download settles once, then reads its pages
+with `written_lines`, which does not). Reads are on the event loop: in WAL mode they never wait for a writer.
 """
 
 from __future__ import annotations
