@@ -61,9 +61,8 @@ async def test_test_log_returns_run_and_seq(shared_pair: tuple[Service, Service]
 def test_a_store_another_process_holds_locked_gets_a_clear_503_not_a_500(services: Services, tmp_path: Path) -> None:
     data = tmp_path / "locked"
     _, api = services.pair(LIVELOG_DATA_DIR=str(data))
-    lock = write_locked(
-        data / "api.sqlite3"
-    )  # another process writing past the busy timeout (5 s): a backup, a second API
+    # another process writing past the busy timeout (5 s): a backup, a second API
+    lock = write_locked(data / "api.sqlite3")
     refused = httpx.post(f"{api.url}/api/runs", json={"run_id": "locked"}, timeout=30)
     assert (refused.status_code, refused.headers.get("retry-after")) == (503, "5")
     assert "database is locked" in refused.json()["detail"]

@@ -242,9 +242,8 @@ async def test_lines_sqlite_cannot_take_now_wait_and_are_written_once_it_can(
 ) -> None:
     store = await open_store(tmp_path / "api.sqlite3", "locked")
     await fail_fast(store, (0.1,) * 50)
-    lock = write_locked(
-        tmp_path / "api.sqlite3"
-    )  # another process (a backup, a second API) holds the file past the busy timeout
+    # another process (a backup, a second API) holds the file past the busy timeout
+    lock = write_locked(tmp_path / "api.sqlite3")
     lines = make_lines("locked", 1, 3)
     with caplog.at_level(logging.WARNING):
         for line in lines:
