@@ -3,7 +3,8 @@
 # Redis on livelog-cluster-lb, a Socket.IO server on each of livelog-cluster-node1 and -node2. One node: node2's
 # server is stopped (nginx and the broadcaster move to node1); two nodes: both run. Each case is bench/fanout.py
 # (clients on the lb container, through its nginx). Then bench/cluster_ratio.py prints how many clients each held
-# at p99 <= 250 ms and the ratio. The scenario's containers are removed at the end (KEEP=1 keeps them).
+# at p99 <= 250 ms, the ratio, and the most viewers this host's cores could serve in that time with any number of
+# nodes. The scenario's containers are removed at the end (KEEP=1 keeps them).
 #   make bench-cluster        ONE=2000,3000,4000 TWO=4000,6000,8000 make bench-cluster   (clients per case)
 set -euo pipefail
 cd "$(dirname "$0")/.."

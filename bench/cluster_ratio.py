@@ -1,7 +1,10 @@
 """The clients one and two Socket.IO nodes hold at p99 <= 250 ms, from bench/cluster.sh's two runs, and the ratio.
 
 For each, between a case under the target and the next over it, the N where p99 reaches it (linear between the
-two); with no case over it, the largest N measured ("at least"). Writes bench/results/cluster.json; asserts nothing.
+two); with no case over it, the largest N measured ("at least"). Then what the host's own cores allow: every case
+says the CPU a line cost the nodes, nginx and the clients, which all share this host's cores; a line to N viewers
+cannot reach them all sooner than N times its cost per viewer spread over every core, whatever the number of nodes.
+Writes bench/results/cluster.json; asserts nothing.
 """
 
 from __future__ import annotations
@@ -30,10 +33,18 @@ def clients_held(cases: dict[str, Any]) -> tuple[float | None, bool]:
     return (max(under) if under else None), False
 
 
+def cpu_per_viewer_line_s(case: dict[str, Any]) -> float:
+    """The CPU (s) a line cost per viewer in `case`: the Socket.IO nodes, nginx and the clients, all on this host."""
+    cores = case["socketio_cpu_share"] + case["nginx_cpu_share"] + case["clients_cpu_share"]
+    return float(cores / case["rate_lines_per_s"] / case["clients"])
+
+
 def main() -> None:
     held: dict[int, dict[str, Any]] = {}
+    measured: list[dict[str, Any]] = []
     for nodes, name in ((1, "cluster-1-node.json"), (2, "cluster-2-nodes.json")):
         cases = json.loads((RESULTS / name).read_text())
+        measured += [case for case in cases.values() if isinstance(case, dict)]
         for case_name, case in cases.items():
             if isinstance(case, dict):
                 print(
@@ -55,7 +66,25 @@ def main() -> None:
         (held[1]["bounded"], held[2]["bounded"]), "unknown: neither count is bounded, "
     )
     print(f"two nodes / one node: {bound}{ratio if ratio is not None else 'none (see above)'} (target >= 1.8)")
-    summary = {"target_p99_ms": TARGET_MS, "held": held, "ratio": ratio, "ratio_bound": bound.strip(" ,") or "exact"}
+    # the cheapest case per viewer, so that the count is the most any number of nodes could hold here
+    cost_s = min(cpu_per_viewer_line_s(case) for case in measured)
+    cores = min(case["host_cores"] for case in measured)
+    host_bound = round(cores * TARGET_MS / 1000 / cost_s)
+    print(
+        f"this host: a line cost at least {cost_s * 1e6:.0f} µs of CPU per viewer (nodes, nginx, clients), so its "
+        f"{cores} cores get a line to at most about {host_bound} viewers within {TARGET_MS:g} ms, whatever the number "
+        f"of nodes, even with both cores busy all the time"
+        + (f": at most {host_bound / one:.2f} x the {one} one node held" if one else "")
+    )
+    summary = {
+        "target_p99_ms": TARGET_MS,
+        "held": held,
+        "ratio": ratio,
+        "ratio_bound": bound.strip(" ,") or "exact",
+        "host_cores": cores,
+        "cpu_per_viewer_line_us": round(cost_s * 1e6, 1),
+        "host_bound_clients": host_bound,
+    }
     (RESULTS / "cluster.json").write_text(json.dumps(summary, indent=2))
 
 
