@@ -73,7 +73,7 @@ def main() -> None:
     print(
         f"this host: a line cost at least {cost_s * 1e6:.0f} µs of CPU per viewer (nodes, nginx, clients), so its "
         f"{cores} cores get a line to at most about {host_bound} viewers within {TARGET_MS:g} ms, whatever the number "
-        f"of nodes, even with both cores busy all the time"
+        f"of nodes, even with every core busy all the time"
         + (f": at most {host_bound / one:.2f} x the {one} one node held" if one else "")
     )
     summary = {
