@@ -187,14 +187,19 @@ async def test_a_message_json_cannot_encode_goes_escaped_with_its_batch(shared_p
     await broadcaster.close()
 
 
+def assert_cut_at_a_whole_escape(cut: str, prefix: str = "") -> None:
+    """`cut`, a message of `prefix` then lone surrogates, escaped (six characters each): cut, saying so, and no escape
+    left in part, nor more than the last one's part left out."""
+    kept = cut.removesuffix(CUT_MARK)
+    assert cut.endswith(CUT_MARK) and len(cut) <= MAX_MESSAGE_CHARS
+    assert re.fullmatch(r"(\\udcff)+", kept.removeprefix(prefix))
+    assert len(kept) > MAX_MESSAGE_CHARS - len(CUT_MARK) - 6, "no more than the last escape's part left out"
+
+
 @pytest.mark.parametrize("before", range(6))
 def test_a_long_message_is_cut_at_a_whole_escape_and_says_so(before: int) -> None:
     """Each lone surrogate takes six characters escaped: wherever one falls against the cut, none is left in part."""
-    cut = line_message("a" * before + "\udcff" * MAX_MESSAGE_CHARS)
-    kept = cut.removesuffix(CUT_MARK)
-    assert cut.endswith(CUT_MARK) and len(cut) <= MAX_MESSAGE_CHARS
-    assert re.fullmatch(r"(\\udcff)+", kept.removeprefix("a" * before))
-    assert len(kept) > MAX_MESSAGE_CHARS - len(CUT_MARK) - 6, "no more than the last escape's part left out"
+    assert_cut_at_a_whole_escape(line_message("a" * before + "\udcff" * MAX_MESSAGE_CHARS), "a" * before)
 
 
 @pytest.mark.parametrize(
@@ -233,9 +238,7 @@ async def test_a_workflow_line_of_undecodable_bytes_is_stored_and_seen_escaped(
     opened, escaped, long, after = seen
     assert (opened, after) == ("opened caf\\udce9.txt", "next")
     assert long == "x" * (MAX_MESSAGE_CHARS - len(CUT_MARK)) + CUT_MARK, "cut, and says so"
-    kept = escaped.removesuffix(CUT_MARK)
-    assert escaped.endswith(CUT_MARK) and len(escaped) <= MAX_MESSAGE_CHARS
-    assert re.fullmatch(r"(\\udcff)+", kept) and len(kept) > MAX_MESSAGE_CHARS - len(CUT_MARK) - 6, "whole escapes"
+    assert_cut_at_a_whole_escape(escaped)
     assert broadcaster.dropped == 0 and store.writer.dropped == 0
     await client.close()
     await broadcaster.close()
