@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_locked
 
 from livelog.broadcaster import HttpBroadcaster
 from livelog.config import Settings, socketio_endpoint
+from livelog.store import RunStore
 
 ENV_KEYS = ("SOCKETIO_HOST", "SOCKETIO_PORT", "SOCKETIO_INTERNAL_HOST", "LIVELOG_CORS_ORIGINS")
 
@@ -89,3 +91,29 @@ def test_a_service_with_bad_configuration_names_the_variable(tmp_path: Path) -> 
     assert result.returncode != 0
     assert result.stderr.startswith("livelog: bad configuration: SOCKETIO_INTERNAL_HOST: ")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("component", "database"), [("api", "api.sqlite3"), ("socketio", "backlog.sqlite3")])
+def test_a_service_whose_database_is_locked_says_so_in_one_line(tmp_path: Path, component: str, database: str) -> None:
+    """Another process holding the database's write lock (an operator's sqlite3 shell, a second copy of the service):
+    the service waits SQLite's busy timeout, then exits with one line naming its data directory, no traceback. The
+    API's store exists already, as after a first start: its first write is marking interrupted runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    if component == "api":
+        RunStore(data / database)
+    lock = write_locked(data / database)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "livelog", "serve", component],
+            env={**os.environ, "LIVELOG_DATA_DIR": str(data), "REST_API_PORT": "1", "SOCKETIO_PORT": "1"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        lock.close()
+    assert result.returncode == 1
+    assert result.stderr == f"livelog: the {component} service cannot use {data}: database is locked\n"

@@ -26,12 +26,15 @@ log = TaggedLogger("livelog.api", "[EXECUTOR]")
 
 
 def create_api(settings: Settings) -> FastAPI:
+    """The REST API. Its store opens here, before uvicorn starts, so that one SQLite cannot use now (locked by another
+    process, a read-only disk) ends `livelog serve` with one line (cli.py), not a lifespan's traceback."""
+    store = RunStore(settings.data_dir / "api.sqlite3")
+    if interrupted := store.mark_interrupted():
+        log.warning("%d runs were interrupted by the previous shutdown", interrupted)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = RunStore(settings.data_dir / "api.sqlite3")
         store.start()
-        if interrupted := store.mark_interrupted():
-            log.warning("%d runs were interrupted by the previous shutdown", interrupted)
         broadcaster = HttpBroadcaster(
             socketio_endpoints(settings), token=reveal(settings.broadcast_token), queue_size=settings.queue_size
         )

@@ -7,6 +7,7 @@ import asyncio
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from livelog.config import (
 from livelog.gc_tuning import tune_gc
 from livelog.logs import TaggedLogger, configure_logging
 from livelog.models import RUN_ID_PATTERN, ViewerTokenRequest
+from livelog.sqlite import unavailable
 
 # `serve all` is the seed's `python main.py`: its own lines carry the seed's [MAIN] tag
 main_log = TaggedLogger("livelog.main", "[MAIN]")
@@ -63,20 +65,26 @@ def serve(component: str) -> int:
     app: ASGIApp
     ws: Any = "auto"
     deflate = True
-    if component == "socketio":
-        from livelog.socketio_server import create_socketio_app
-        from livelog.websocket_protocol import stall_guarded
+    try:
+        if component == "socketio":
+            from livelog.socketio_server import create_socketio_app
+            from livelog.websocket_protocol import stall_guarded
 
-        app, host, port = create_socketio_app(settings), settings.socketio_host, settings.socketio_port
-        ws = stall_guarded(settings.stalled_client_seconds)
-        # no permessage-deflate, which browsers always ask for: a compressor per viewer takes up to about 300 KiB of
-        # memory and the CPU of compressing every line once per viewer; log lines are small
-        deflate = False
-        socketio_log.info("Starting Socket.IO server on %s:%s", host, port)
-    else:
-        from livelog.api_app import create_api
+            app, host, port = create_socketio_app(settings), settings.socketio_host, settings.socketio_port
+            ws = stall_guarded(settings.stalled_client_seconds)
+            # no permessage-deflate, which browsers always ask for: a compressor per viewer takes up to about 300 KiB
+            # of memory and the CPU of compressing every line once per viewer; log lines are small
+            deflate = False
+            socketio_log.info("Starting Socket.IO server on %s:%s", host, port)
+        else:
+            from livelog.api_app import create_api
 
-        app, host, port = create_api(settings), settings.rest_api_host, settings.rest_api_port
+            app, host, port = create_api(settings), settings.rest_api_host, settings.rest_api_port
+    except (sqlite3.OperationalError, OSError) as exc:
+        # a database another process has locked, a full or read-only disk, a data directory it may not write
+        if isinstance(exc, sqlite3.OperationalError) and not unavailable(exc):
+            raise
+        raise SystemExit(f"livelog: the {component} service cannot use {settings.data_dir}: {exc}") from None
     tune_gc()
     # log_config=None: uvicorn's records go through the root logger configured above
     config = uvicorn.Config(
