@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 
@@ -11,11 +12,13 @@ import pytest
 import websockets
 from conftest import Services, write_locked
 
+from livelog.auth import mint_viewer_token
 from livelog.models import LogLine
 from livelog.subscriber import LogSubscriber
 from livelog.testing import Service, eventually, make_lines
 
 TOKEN = "s3cret-token"
+SECRET = "a viewer token secret of 32 characters or more"
 SETTINGS = {"LIVELOG_BROADCAST_TOKEN": TOKEN, "LIVELOG_MAX_BODY_BYTES": 8192, "LIVELOG_BACKLOG_SIZE": 20}
 
 
@@ -59,6 +62,7 @@ async def test_health(sio: Service) -> None:
         "refused": 0,
         "dropped_unread": 0,
         "refused_origins": 0,
+        "closed_unconnected": 0,
     }
 
 
@@ -231,6 +235,7 @@ async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object)
         "refused": 0,
         "dropped_unread": 0,
         "refused_origins": 0,
+        "closed_unconnected": 0,
     }
     await client.close()
 
@@ -256,6 +261,42 @@ async def test_a_packet_that_is_not_socketio_ends_its_session_without_a_tracebac
     log = fresh_sio.output()
     assert "Traceback" not in log, log[-3000:]
     assert log.count("it sent a packet that is not Socket.IO") == 1, "logged once, not once per packet"
+
+
+async def test_a_session_that_does_not_connect_in_time_is_closed(services: Services) -> None:
+    """python-socketio keeps an Engine.IO session that never connects, or whose connect it refused, for as long as it
+    answers pings, holding a connection under the cap; it is closed after LIVELOG_CONNECT_TIMEOUT_SECONDS. One that
+    connected stays."""
+    sio = services(
+        "socketio", LIVELOG_CONNECT_TIMEOUT_SECONDS=1, LIVELOG_VIEWER_TOKEN_SECRET=SECRET, LIVELOG_API_KEYS="a key"
+    )
+    url = f"ws://127.0.0.1:{sio.port}/socket.io/?EIO=4&transport=websocket"
+
+    async def session(connect: str | None, answer: str) -> str:
+        """What the server says last within 4 s after `connect` was answered with `answer`: the close, or nothing."""
+        async with websockets.connect(url) as ws:
+            assert str(await ws.recv()).startswith("0{")  # Engine.IO open
+            if connect is not None:
+                await ws.send(connect)
+                assert str(await ws.recv()).startswith(answer)
+            try:
+                while (said := await asyncio.wait_for(ws.recv(), timeout=4)) == "2":  # a ping
+                    await ws.send("3")
+            except TimeoutError:
+                return "nothing"
+            return str(said)
+
+    token = mint_viewer_token(SECRET, ["*"], 60)[0]
+    silent, refused, connected = await asyncio.gather(
+        session(None, ""),
+        session('40{"token": "forged"}', "44{"),  # Socket.IO connect error
+        session(f"40{json.dumps({'token': token})}", "40{"),
+    )
+    assert (silent, refused, connected) == ("1", "1", "nothing"), "Engine.IO close for the first two only"
+    await eventually(lambda: sio.health()["connections"]["open"] == 0, what="the connections to be released")
+    assert sio.health()["connections"]["closed_unconnected"] == 2
+    assert "livelog_sessions_closed_unconnected_total 2.0" in httpx.get(f"{sio.url}/metrics").text
+    assert sio.output().count("it did not connect within 1 s") == 1, "logged once, not once per session"
 
 
 def test_viewer_page(sio: Service) -> None:

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(10_000, ge=1, le=1_000_000, validation_alias=_livelog("MAX_CONNECTIONS"))
     # a WebSocket client whose output stays unread this long (in all, within twice as long) is dropped; it may resume
     stalled_client_seconds: float = Field(10, gt=0, le=3600, validation_alias=_livelog("STALLED_CLIENT_SECONDS"))
+    # an Engine.IO session not connected to the namespace this long after its handshake is closed (connect_deadline.py)
+    connect_timeout_seconds: float = Field(45, gt=0, le=3600, validation_alias=_livelog("CONNECT_TIMEOUT_SECONDS"))
     # rooms one Socket.IO connection may be subscribed to at once
     max_subscriptions: int = Field(100, ge=1, le=100_000, validation_alias=_livelog("MAX_SUBSCRIPTIONS"))
     # finished runs older than this are deleted, with their lines, from the API's store and the backlog

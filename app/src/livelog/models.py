@@ -128,6 +128,7 @@ class Connections(BaseModel):
     refused: int  # refused at the cap, since the server started
     dropped_unread: int  # WebSockets whose client left its output unread (LIVELOG_STALLED_CLIENT_SECONDS)
     refused_origins: int  # handshakes from a page whose origin is not allowed (LIVELOG_CORS_ORIGINS)
+    closed_unconnected: int  # sessions closed for not connecting in time (LIVELOG_CONNECT_TIMEOUT_SECONDS)
 
 
 class LineCounts(BaseModel):

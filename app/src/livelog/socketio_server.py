@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from livelog.auth import Grant, InvalidCredentials, bearer, is_one_of, verify_viewer_token
 from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
+from livelog.connect_deadline import ConnectDeadlineServer
 from livelog.connection_limit import ConnectionLimit
 from livelog.engineio_writer import TimerlessWriterServer
 from livelog.http_body import BodyLimit, json_body, json_body_openapi
@@ -59,9 +60,10 @@ log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 Ack = dict[str, Any]
 
 
-class SocketIOServer(PacketGuardedServer):
-    """livelog's python-socketio server: malformed packets close their session (packet_guard.py), and WebSocket
-    clients' writers wait without a timer (engineio_writer.py)."""
+class SocketIOServer(PacketGuardedServer, ConnectDeadlineServer):
+    """livelog's python-socketio server: malformed packets close their session (packet_guard.py), so does not
+    connecting in time (connect_deadline.py), and WebSocket clients' writers wait without a timer
+    (engineio_writer.py)."""
 
     def _engineio_server_class(self) -> type[TimerlessWriterServer]:
         return TimerlessWriterServer
@@ -82,7 +84,12 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
     )
     origins = _cors_origins(settings)
     sio = SocketIOServer(
-        async_mode="asgi", cors_allowed_origins=origins, client_manager=manager, serializer=TextPacket, json=FastJson
+        async_mode="asgi",
+        cors_allowed_origins=origins,
+        client_manager=manager,
+        serializer=TextPacket,
+        json=FastJson,
+        connect_timeout=settings.connect_timeout_seconds,
     )
     metrics = ServiceMetrics(lambda: _metrics(hub, edge, origins, sio))
     lag = metrics.histogram("emit_lag_seconds", "From a line's timestamp (logged) to its emit here, per batch's oldest")
@@ -140,6 +147,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
                 refused=edge.refused,
                 dropped_unread=StallGuardedWebSockets.dropped,
                 refused_origins=origins.refused if isinstance(origins, OriginPolicy) else 0,
+                closed_unconnected=sio.closed_unconnected.total,
             ),
             lines=LineCounts(received=hub.lines_received, emitted=hub.lines_emitted),
         )
@@ -205,6 +213,11 @@ def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, si
     refused_origins = origins.refused if isinstance(origins, OriginPolicy) else 0
     yield counter("origins_refused", "Handshakes from a page whose origin is not allowed", refused_origins)
     yield counter("packets_malformed", "Sessions closed for a packet that is not Socket.IO", sio.malformed.total)
+    yield counter(
+        "sessions_closed_unconnected",
+        "Sessions closed for not connecting within LIVELOG_CONNECT_TIMEOUT_SECONDS (no viewer token, a refused one)",
+        sio.closed_unconnected.total,
+    )
 
 
 def _cors_origins(settings: Settings) -> str | OriginPolicy:
