@@ -14,7 +14,7 @@ from typing import Any
 
 import socketio
 
-from livelog.logs import TaggedLogger, Tally
+from livelog.logs import TaggedLogger, Tally, client_address
 
 log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 
@@ -38,11 +38,10 @@ class ConnectDeadlineServer(socketio.AsyncServer):  # type: ignore[misc]  # pyth
         if eio_sid not in self.environ or self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
             return
         if since := self.closed_unconnected.add():
-            address = self.environ[eio_sid].get("REMOTE_ADDR", "a client")
             log.info(
                 "Closed the session of %s: it did not connect within %g s (no viewer token, or a refused one; "
                 "%d such since the last message)",
-                address,
+                client_address(self.environ[eio_sid]),
                 self.connect_timeout,
                 since,
             )

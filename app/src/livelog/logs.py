@@ -58,6 +58,15 @@ PER_CONNECTION = (
 )
 
 
+def client_address(environ: dict[str, Any]) -> str:
+    """The address of an Engine.IO session's client, for the log: the one nginx saw (its X-Real-IP header), else the
+    peer's. python-engineio's REMOTE_ADDR is always 127.0.0.1 under ASGI, and behind nginx the peer is nginx."""
+    if real := environ.get("HTTP_X_REAL_IP"):
+        return str(real)[:64]
+    peer = environ.get("asgi.scope", {}).get("client")
+    return str(peer[0]) if peer else "a client on the Unix socket"
+
+
 def _not_per_connection(record: logging.LogRecord) -> bool:
     return record.msg not in PER_CONNECTION
 

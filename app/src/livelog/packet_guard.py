@@ -14,7 +14,7 @@ from typing import Any
 
 import socketio
 
-from livelog.logs import TaggedLogger, Tally
+from livelog.logs import TaggedLogger, Tally, client_address
 
 log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
 
@@ -30,11 +30,10 @@ class PacketGuardedServer(socketio.AsyncServer):  # type: ignore[misc]  # python
         except (ValueError, TypeError, IndexError, KeyError) as exc:  # a JSONDecodeError is a ValueError
             self._binary_packet.pop(eio_sid, None)
             if since := self.malformed.add():
-                address = self.environ.get(eio_sid, {}).get("REMOTE_ADDR", "a client")
                 log.warning(
                     "Closed the session of %s: it sent a packet that is not Socket.IO (%s: %s; %d such since "
                     "the last message)",
-                    address,
+                    client_address(self.environ.get(eio_sid, {})),
                     type(exc).__name__,
                     str(exc)[:200],
                     since,
