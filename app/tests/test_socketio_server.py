@@ -44,6 +44,14 @@ def post(sio: Service, body: object, token: str | None = TOKEN) -> httpx.Respons
     return httpx.post(f"{sio.url}/internal/broadcast", json=body, headers=headers, timeout=5)
 
 
+async def next_after_pings(ws: websockets.ClientConnection, seconds: float) -> str:
+    """The server's next Engine.IO packet that is not a ping, answering pings meanwhile (TimeoutError after
+    `seconds` without one)."""
+    while (packet := str(await asyncio.wait_for(ws.recv(), timeout=seconds))) == "2":
+        await ws.send("3")
+    return packet
+
+
 def publish(sio: Service, lines: list[LogLine]) -> None:
     response = post(sio, {"lines": lines})
     assert response.status_code == 200, response.text
@@ -253,8 +261,7 @@ async def test_a_packet_that_is_not_socketio_ends_its_session_without_a_tracebac
             await ws.send("40")
             assert str(await ws.recv()).startswith("40{")  # Socket.IO connect, answered
             await ws.send(f"4{payload}")
-            while (answer := await asyncio.wait_for(ws.recv(), timeout=10)) == "2":  # a ping may come first
-                await ws.send("3")
+            answer = await next_after_pings(ws, 10)
             assert answer == "1", f"{payload!r}: the server ends the Engine.IO session (close), not {answer!r}"
     metrics = httpx.get(f"{fresh_sio.url}/metrics").text
     assert f"livelog_packets_malformed_total {len(NOT_SOCKETIO)}.0" in metrics
@@ -281,11 +288,9 @@ async def test_a_session_that_does_not_connect_in_time_is_closed(services: Servi
                 await ws.send(connect)
                 assert str(await ws.recv()).startswith(answer)
             try:
-                while (said := await asyncio.wait_for(ws.recv(), timeout=4)) == "2":  # a ping
-                    await ws.send("3")
+                return await next_after_pings(ws, 4)
             except TimeoutError:
                 return "nothing"
-            return str(said)
 
     token = mint_viewer_token(SECRET, ["*"], 60)[0]
     silent, refused, connected = await asyncio.gather(
