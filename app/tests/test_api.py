@@ -99,6 +99,10 @@ async def test_a_read_while_the_store_cannot_write_the_lines_before_it_gets_503_
     [
         ("GET", "/api/runs/nope", None, 404),
         ("GET", "/api/runs/nope/logs", None, 404),
+        # not an id a run can have: 422, with nothing of it echoed
+        ("GET", "/api/runs/%3Cscript%3Ealert(1)", None, 422),
+        ("GET", "/api/runs/" + "x" * 900 + "/logs", None, 422),
+        ("GET", "/api/runs/a%22b/logs.txt", None, 422),
         ("GET", "/api/runs/x/logs?after_seq=-1", None, 422),
         ("POST", "/api/runs", b"{not json", 422),
         ("POST", "/api/runs", b'{"workflow": "rm -rf"}', 422),
@@ -125,7 +129,7 @@ def test_bad_requests_get_4xx(
     headers = {"Content-Type": "application/json"}
     response = httpx.request(method, f"{api.url}{path}", content=body, headers=headers)
     assert response.status_code == status, response.text
-    assert "Traceback" not in response.text and "\\ud800" not in response.text
+    assert "Traceback" not in response.text and "\\ud800" not in response.text and "<script" not in response.text
     assert len(response.content) < 1000, "an error names the problem, it does not echo the input"
     assert httpx.get(f"{api.url}/health").json()["status"] == "healthy"
 

@@ -260,6 +260,17 @@ def test_a_permalink_scrolls_to_its_line_and_highlights_it(page: Page, servers: 
     assert link.get_attribute("href") == "#run=permalink&line=1234", "the line's link is its permalink"
 
 
+def test_a_run_that_does_not_exist_and_an_id_no_run_can_have_are_named(
+    page: Page, servers: tuple[Service, Service]
+) -> None:
+    sio, api = servers
+    open_viewer(page, sio, api, "run=no-such-run")
+    expect(page.locator("#notice")).to_have_text("run no-such-run: HTTP 404: no run no-such-run")
+    page.evaluate("location.hash = '#run=' + encodeURIComponent('<img src=x>')")
+    expect(page.locator("#notice")).to_have_text('"<img src=x>" is not a run id (letters, digits, _.:-)')
+    assert page.locator("img").count() == 0, "shown as text"
+
+
 def test_lines_trimmed_from_the_store_are_reported(page: Page, servers: tuple[Service, Service]) -> None:
     """A run whose first stored line is above 1 (its oldest lines deleted from the API's store, as a retention
     job would): the page says so and starts at the first line there is."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from livelog.auth import mint_viewer_token
@@ -13,6 +13,7 @@ from livelog.deps import BroadcasterDep, KeyHolderDep, ReaderDep, RunsDep, Setti
 from livelog.models import (
     ALL_RUNS,
     MAX_SEQ,
+    RUN_ID_PATTERN,
     ApiHealth,
     LogLine,
     Run,
@@ -39,6 +40,8 @@ TAKEN: Responses = {
     409: {"description": "The run id is taken, or held for a week after retention removed its run"},
 }
 STARTED: Responses = {**TAKEN, 429: {"description": "This API key has the most runs going it may have"}}
+# a run id in a path: one a run could have, or 422 (not a 404 that names whatever was asked for)
+RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN)]
 
 
 @router.get("/health")
@@ -92,7 +95,7 @@ async def _readable_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
 
 
 @router.get("/api/runs/{run_id}", responses=NOT_FOUND)
-async def get_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
+async def get_run(caller: ReaderDep, store: StoreDep, run_id: RunIdPath) -> Run:
     return await _readable_run(caller, store, run_id)
 
 
@@ -100,7 +103,7 @@ async def get_run(caller: ReaderDep, store: StoreDep, run_id: str) -> Run:
 async def get_logs(
     caller: ReaderDep,
     store: StoreDep,
-    run_id: str,
+    run_id: RunIdPath,
     after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[LogLine]:
@@ -118,10 +121,10 @@ RAW_LOG: Responses = {
 
 
 @router.get("/api/runs/{run_id}/logs.txt", response_class=PlainTextResponse, responses=RAW_LOG)
-async def download_logs(caller: ReaderDep, store: StoreDep, run_id: str) -> StreamingResponse:
+async def download_logs(caller: ReaderDep, store: StoreDep, run_id: RunIdPath) -> StreamingResponse:
     """The run's whole log as text, streamed, to save as a file."""
     await _readable_run(caller, store, run_id)  # waits for the lines logged before now (or 503): the stream does not
-    # a stored run's id is a RunId (letters, digits, `_.:-`): safe in the header as it is
+    # a RunIdPath (letters, digits, `_.:-`): safe in the header as it is
     disposition = f'attachment; filename="livelog-{run_id}.log"'
     return StreamingResponse(
         raw_log(store, run_id), media_type="text/plain; charset=utf-8", headers={"Content-Disposition": disposition}

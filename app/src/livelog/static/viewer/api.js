@@ -16,6 +16,7 @@ export class Api {
     if (!response.ok) {
       let detail = "";
       try { detail = (await response.json()).detail; } catch (error) { /* not JSON */ }
+      if (Array.isArray(detail)) detail = detail.map((problem) => problem.msg).join("; ");  // a 422's problems
       throw new Error(`HTTP ${response.status}${detail ? `: ${detail}` : ""}`);
     }
     return response;

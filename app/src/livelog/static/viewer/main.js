@@ -8,6 +8,7 @@ import {LogView} from "./logview.js";
 import {RunStream} from "./stream.js";
 
 const RUNS_EVERY_MS = 3000;  // the run list is polled: simple, and it works through any proxy
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;  // models.RUN_ID_PATTERN: the API answers 422 to any other
 const $ = (id) => document.getElementById(id);
 const el = {
   connection: $("connection"), ask: $("ask"), tokenInput: $("token-input"), runs: $("runs"), runsEmpty: $("runs-empty"),
@@ -221,7 +222,8 @@ function route() {
   }
   const runId = params.get("run");
   const line = Number(params.get("line")) || 0;
-  if (runId) openRun(runId, line);
+  if (runId && !RUN_ID.test(runId)) notice(`"${runId}" is not a run id (letters, digits, _.:-)`);
+  else if (runId) openRun(runId, line);
 }
 
 // -- controls ------------------------------------------------------------------------------------------------------
