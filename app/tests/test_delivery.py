@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -129,6 +130,25 @@ def test_tail_prints_a_finished_run_and_exits_0(keyed_pair: tuple[Service, Servi
         *(f"[EXECUTOR] chatter line {n}/3" for n in (1, 2, 3)),
     ]
     assert done.stdout.split()[1] == "INFO"
+
+
+def test_tail_prints_the_lines_after_a_hole_in_the_store_and_names_it(keyed_pair: tuple[Service, Service]) -> None:
+    """Lines the API's store does not have (it dropped them when its queue was full, as retention or an operator may
+    delete them): every other line is printed, and the exit says which are missing."""
+    sio, api = keyed_pair
+    body = {"workflow": "chatter", "run_id": "tail-holed", "lines": 200, "interval_ms": 0}
+    assert httpx.post(f"{api.url}/api/runs", json=body, headers=AUTH).status_code == 202
+    ended = lambda: httpx.get(f"{api.url}/api/runs/tail-holed", headers=AUTH).json()["status"] != "running"  # noqa: E731
+    asyncio.run(eventually(ended, what="the run to end"))
+    with sqlite3.connect(Path(api.env["LIVELOG_DATA_DIR"]) / "api.sqlite3") as store:
+        store.execute("DELETE FROM lines WHERE run_id = 'tail-holed' AND (seq = 50 OR seq BETWEEN 120 AND 130)")
+    tailed = subprocess.run(
+        tail_command(api, sio, "tail-holed"), env=service_env(), capture_output=True, text=True, timeout=60
+    )
+    assert tailed.returncode == 1, tailed.stderr
+    assert "lines 50, 120..130 could not be read" in tailed.stderr
+    printed = [line.split(None, 2)[2] for line in tailed.stdout.splitlines()]
+    assert len(printed) == 202 - 12 and printed[-1] == "[EXECUTOR] chatter line 200/200", "every line it could read"
 
 
 @pytest.mark.parametrize(

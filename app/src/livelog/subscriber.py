@@ -3,7 +3,8 @@
 The rule (the README's delivery guarantee, for any client): a run's seqs are 1, 2, 3, ... with no holes, and the
 API's store has every line. So a client keeps the last seq it applied per run and:
 - applies a line whose seq is the next one; ignores one it has (a replay after a reconnect);
-- on a seq beyond the next, fetches the lines in between from `GET /api/runs/{id}/logs?after_seq=` first;
+- on a seq beyond the next, fetches the lines in between from `GET /api/runs/{id}/logs?after_seq=` first; a seq the
+  store does not have either (it dropped the line, and counted it) is recorded in `gaps`, and the lines after it apply;
 - on a subscribe ack, fetches what the ack's `runs[id].last_seq` says the server had, beyond what it applied
   (lines up to it never come live);
 - after a lost connection, connects again (to the next of its URLs, when it has several) and resubscribes
@@ -193,10 +194,14 @@ class LogSubscriber:
             log.warning("could not fetch %s lines %d..%d from the API: %s", run_id, last + 1, up_to, exc)
             self.gaps.append((run_id, last + 1, up_to))
             return
-        for line in lines:
-            if line["seq"] == self.applied.get(run_id, last) + 1:
-                self.filled += 1
-                self._append(line)
+        for line in lines:  # in seq order; a seq the store does not have is a gap, and the lines after it still count
+            before = self.applied.get(run_id, last)
+            if line["seq"] <= before:
+                continue
+            if line["seq"] > before + 1:
+                self.gaps.append((run_id, before + 1, line["seq"] - 1))
+            self.filled += 1
+            self._append(line)
         if self.applied.get(run_id, last) < up_to:
             self.gaps.append((run_id, self.applied.get(run_id, last) + 1, up_to))
 

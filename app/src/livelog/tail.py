@@ -102,7 +102,18 @@ async def _until_ended(api: ApiClient, subscriber: LogSubscriber, run_id: str, p
         last_answer = time.monotonic()
         if run["status"] != "running":
             await subscriber.complete(run_id, run["lines"])
-            if subscriber.last_seq() < run["lines"]:
-                missing = f"lines {subscriber.last_seq() + 1}..{run['lines']}"
+            missing = _missing(subscriber.seqs(run_id), run["lines"])
+            if missing:
                 raise TailFailure(EXIT_INCOMPLETE, f"run {run_id} ended ({run['status']}); {missing} could not be read")
             return
+
+
+def _missing(printed: list[int], last: int) -> str:
+    """The seqs of 1..last not in `printed` (increasing), as "lines 5, 9..12"; "" when none is missing."""
+    ranges: list[str] = []
+    expected = 1
+    for seq in [*printed, last + 1]:
+        if seq > expected:
+            ranges.append(str(expected) if seq == expected + 1 else f"{expected}..{seq - 1}")
+        expected = max(expected, seq + 1)
+    return f"lines {', '.join(ranges)}" if ranges else ""
