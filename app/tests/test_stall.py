@@ -15,6 +15,7 @@ import time
 
 import httpx
 import pytest
+import socketio
 from conftest import Services
 
 from livelog.subscriber import LogSubscriber
@@ -133,3 +134,39 @@ async def test_a_client_that_never_reads_stalls_nobody_and_is_dropped(services: 
     assert normal.gaps == [] and normal.duplicates == 0
     assert after_rss - baseline_rss < 10 * 1024, "memory back within 10 MB of its baseline"
     await normal.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_long_polling_client_that_stops_asking_is_dropped_and_one_that_asks_is_not(services: Services) -> None:
+    """Long-polling: the client takes its packets with GETs. One that answers pings (a POST) but never GETs again would
+    have every line queued for it; it is closed once its output waits unread for LIVELOG_STALLED_CLIENT_SECONDS. A
+    real long-polling client, which GETs all along, gets every line and stays."""
+    sio = services("socketio", LIVELOG_BROADCAST_TOKEN=TOKEN, LIVELOG_STALLED_CLIENT_SECONDS=STALL_SECONDS)
+    polling = socketio.AsyncClient()
+    got: list[int] = []
+    polling.on("log", lambda line: got.append(line["seq"]))
+    await polling.connect(sio.url, transports=["polling"])
+    assert (await polling.call("subscribe", {"run_id": "polled", "after_seq": 0}))["ok"]
+
+    async with httpx.AsyncClient(base_url=f"{sio.url}/socket.io/") as http:
+        opened = await http.get("", params={"EIO": "4", "transport": "polling"})
+        sid = json.loads(opened.text[1:])["sid"]  # "0{...}": the open packet
+        session = {"EIO": "4", "transport": "polling", "sid": sid}
+        subscribe = json.dumps(["subscribe", {"run_id": "polled", "after_seq": 0}])
+        for packet in ("40", f"42{subscribe}"):  # connect, subscribe; from now on, no GET
+            assert (await http.post("", params=session, content=packet)).text == "OK"
+        seq = 0
+        while (pong := await http.post("", params=session, content="3")).status_code == 200 and seq < 2000:
+            publish(sio, make_lines("polled", seq + 1, seq + 10))  # a pong above: it is "alive"
+            seq += 10
+            await asyncio.sleep(0.1)
+        assert pong.status_code == 400 and "Invalid session" in pong.text, "its session is gone (no 500)"
+        assert sio.health()["connections"]["dropped_unread"] == 1, "the client that stopped asking was dropped"
+        assert (await http.get("", params=session)).status_code == 400
+    publish(sio, make_lines("polled", seq + 1, seq + 10))
+    await eventually(lambda: len(got) == seq + 10, what="every line to the long-polling client")
+    assert got == list(range(1, seq + 11)) and polling.connected
+    assert sio.output().count("left its output unread") == 1
+    metrics = httpx.get(f"{sio.url}/metrics").text
+    assert "livelog_polling_sessions_dropped_unread_total 1.0" in metrics
+    await polling.disconnect()

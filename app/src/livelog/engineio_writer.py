@@ -12,20 +12,51 @@ On a WebSocket the timeout ended a writer in two cases, and each has a signal he
 - The server ends the session (a disconnect, a ping timeout, a packet_guard.py close) while the client keeps the
   connection open. python-engineio queues its close packet, if any, and nothing more, so only the writer's timeout
   closed the WebSocket. Here `close` queues None after it: the close packet goes out, then the WebSocket closes.
-A client that stops reading is dropped by websocket_protocol.py. Long-polling keeps python-engineio's own poll: there
-the timeout ends a GET that nothing answers.
+A WebSocket client that stops reading is dropped by websocket_protocol.py. Long-polling keeps python-engineio's own
+poll: there the timeout ends a GET that nothing answers. A long-polling client takes its packets only with a GET, and
+python-engineio's queue for it is unbounded: one that stops asking while it answers pings (a POST needs no GET) would
+hold every line sent to it. So a packet for a long-polling client whose queue has waited unread for `unread_seconds`
+(LIVELOG_STALLED_CLIENT_SECONDS, as for a WebSocket) is not queued: the session is closed, and counted in
+`dropped_unread`; the client may connect again and resume by seq.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import engineio
 from engineio import async_socket, exceptions
 
+from livelog.logs import TaggedLogger, client_address
+
+log = TaggedLogger("livelog.socketio", "[SOCKETIO_SERVER]")
+
 
 class TimerlessWriterSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # python-engineio ships no types
+    dropped_unread = 0  # long-polling sessions closed so, in this process
+    unread_since = 0.0  # monotonic: when the oldest packet in the queue of a long-polling client was queued
+    client = "a client"  # its address, for the log
+
+    async def send(self, pkt: Any) -> None:
+        if self.upgraded or self.upgrading:
+            await super().send(pkt)
+        elif self.queue.empty():
+            self.unread_since = time.monotonic()
+            await super().send(pkt)
+        elif time.monotonic() - self.unread_since <= self.server.unread_seconds:
+            await super().send(pkt)
+        elif not self.closing and not self.closed:
+            TimerlessWriterSocket.dropped_unread += 1
+            log.warning(
+                "Closed the long-polling session of %s: it left its output unread for %.0fs (it may reconnect and "
+                "resume)",
+                self.client,
+                self.server.unread_seconds,
+            )
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+
     async def poll(self) -> list[Any]:
         if not self.upgraded:
             return await super().poll()  # type: ignore[no-any-return]
@@ -52,6 +83,11 @@ class TimerlessWriterSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # 
         await super().close(wait=wait, abort=abort, reason=reason)
         if first and self.upgraded:
             self.queue.put_nowait(None)  # the writer's end, after the close packet
+        elif first and self.server.sockets.get(self.sid) is self:
+            # long-polling: python-engineio keeps a closed session until a request or its next sweep, and answers a
+            # POST to it with a KeyError (a 500); gone now, a GET or POST gets its 400 "Invalid session" (a GET got
+            # a 400 before too), and what was queued for it goes with it
+            del self.server.sockets[self.sid]
 
 
 class TimerlessWriterServer(engineio.AsyncServer):  # type: ignore[misc]
@@ -59,9 +95,13 @@ class TimerlessWriterServer(engineio.AsyncServer):  # type: ignore[misc]
     and offers no hook for their class; the `connect` event is the first thing it does with a new socket after
     queueing its open packet, before anything is read or written."""
 
+    unread_seconds = 10.0  # how long a long-polling client's output may wait unread (set by the app)
+
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         if event == "connect":
             socket = self.sockets.get(args[0])
             if type(socket) is async_socket.AsyncSocket:
                 socket.__class__ = TimerlessWriterSocket
+                socket.unread_since = time.monotonic()
+                socket.client = client_address(args[1])  # the connect event's arguments: sid, environ
         return await super()._trigger_event(event, *args, **kwargs)

@@ -126,7 +126,7 @@ class Connections(BaseModel):
     subscriptions: int
     open: int  # HTTP requests and WebSockets under /socket.io/ (what LIVELOG_MAX_CONNECTIONS caps)
     refused: int  # refused at the cap, since the server started
-    dropped_unread: int  # WebSockets whose client left its output unread (LIVELOG_STALLED_CLIENT_SECONDS)
+    dropped_unread: int  # clients that left their output unread (LIVELOG_STALLED_CLIENT_SECONDS)
     refused_origins: int  # handshakes from a page whose origin is not allowed (LIVELOG_CORS_ORIGINS)
     closed_unconnected: int  # sessions closed for not connecting in time (LIVELOG_CONNECT_TIMEOUT_SECONDS)
 

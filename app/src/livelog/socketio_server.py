@@ -26,7 +26,7 @@ from livelog.backlog import Backlog, RedisBacklog, SqliteBacklog
 from livelog.config import ANY_ORIGIN, Settings, reveal
 from livelog.connect_deadline import ConnectDeadlineServer
 from livelog.connection_limit import ConnectionLimit
-from livelog.engineio_writer import TimerlessWriterServer
+from livelog.engineio_writer import TimerlessWriterServer, TimerlessWriterSocket
 from livelog.http_body import BodyLimit, json_body, json_body_openapi
 from livelog.http_errors import answer_errors
 from livelog.hub import (
@@ -91,6 +91,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
         json=FastJson,
         connect_timeout=settings.connect_timeout_seconds,
     )
+    sio.eio.unread_seconds = settings.stalled_client_seconds
     metrics = ServiceMetrics(lambda: _metrics(hub, edge, origins, sio))
     lag = metrics.histogram("emit_lag_seconds", "From a line's timestamp (logged) to its emit here, per batch's oldest")
     hub = LogHub(
@@ -145,7 +146,7 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
                 subscriptions=hub.subscription_count(),
                 open=edge.open,
                 refused=edge.refused,
-                dropped_unread=StallGuardedWebSockets.dropped,
+                dropped_unread=_dropped_unread(),
                 refused_origins=origins.refused if isinstance(origins, OriginPolicy) else 0,
                 closed_unconnected=sio.closed_unconnected.total,
             ),
@@ -185,6 +186,11 @@ def create_socketio_app(settings: Settings) -> RequestTimer:
     return RequestTimer(edge, metrics)
 
 
+def _dropped_unread() -> int:
+    """Clients dropped for leaving their output unread: WebSockets, and long-polling sessions."""
+    return StallGuardedWebSockets.dropped + TimerlessWriterSocket.dropped_unread
+
+
 def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, sio: SocketIOServer) -> Iterator[Metric]:
     yield counter(
         "lines_received",
@@ -209,6 +215,11 @@ def _metrics(hub: LogHub, edge: ConnectionLimit, origins: str | OriginPolicy, si
         "websockets_dropped_unread",
         "WebSockets dropped because the client left its output unread",
         StallGuardedWebSockets.dropped,
+    )
+    yield counter(
+        "polling_sessions_dropped_unread",
+        "Long-polling sessions closed because the client left its output unread",
+        TimerlessWriterSocket.dropped_unread,
     )
     refused_origins = origins.refused if isinstance(origins, OriginPolicy) else 0
     yield counter("origins_refused", "Handshakes from a page whose origin is not allowed", refused_origins)
