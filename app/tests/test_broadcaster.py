@@ -133,20 +133,29 @@ async def test_broadcast_never_waits_while_the_server_is_down(
     assert broadcaster.queued == 101, "100 queued + the one in flight"
     assert broadcaster.dropped == 4900
     assert [line["seq"] for line in broadcaster.waiting][:2] == [4902, 4903], "the oldest went first"
-    await broadcaster.close(drain_timeout=0)
+    with caplog.at_level(logging.WARNING, logger="livelog.broadcaster"):
+        await broadcaster.close(drain_timeout=0)
+    full = [record.getMessage() for record in caplog.records if "Queue full" in record.getMessage()]
+    assert "dropped the oldest 4899 line(s) since the last such message, 4900 in all" in full[-1], (
+        "the rest, at the stop"
+    )
 
 
-async def test_queued_lines_arrive_in_order_once_the_server_is_back(services: Services) -> None:
+async def test_queued_lines_arrive_in_order_once_the_server_is_back(
+    services: Services, warnings: Callable[[], list[str]]
+) -> None:
     port = free_port()
     broadcaster = HttpBroadcaster(f"http://127.0.0.1:{port}", **FAST_RETRY)
     await broadcaster.start()
     for line in make_lines("late", 1, 50):
         broadcaster.broadcast(line)
-    await eventually(lambda: broadcaster.failing, what="the broadcaster to notice the server is down")
+    await eventually(lambda: broadcaster.failures > 2, what="the broadcaster to notice the server is down")
 
     sio = services("socketio", port=port)
     await eventually(lambda: broadcaster.sent == 50, what="queued lines delivered")
     assert not broadcaster.failing
+    suppressed = f"{broadcaster.failures - 1} more failure(s) of kind cannot_reach while it failed"
+    assert suppressed in warnings()[-1], "the failures it did not log one by one are counted once it is back"
     client = await LogSubscriber(sio.url, "late").connect()
     await eventually(lambda: len(client.lines) == 50, what="replay of 50 lines")
     assert client.seqs() == list(range(1, 51))

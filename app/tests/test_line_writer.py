@@ -92,6 +92,7 @@ async def test_a_full_queue_drops_new_lines_counted_and_logged(
     assert [line["seq"] for line in await store.lines("flood", 0, 100)] == list(range(1, 11))
     assert store.writer.dropped == 5 and store.writer.pending == 0
     assert "Left 1 line(s) out of the run store (1 in all): 10 lines already wait to be written" in caplog.text
+    assert "Left 4 line(s) out of the run store (5 in all)" in caplog.text, "the rest, once the queue drained"
     await store.close()
 
 

@@ -105,6 +105,10 @@ class _RateLimitedLog:
         log.warning(message)
 
     def reset(self) -> None:
+        for kind, suppressed in self._suppressed.items():
+            log.warning(
+                "%d more failure(s) of kind %s while it failed (their messages were suppressed)", suppressed, kind
+            )
         self._last.clear()
         self._suppressed.clear()
 
@@ -166,7 +170,10 @@ class HttpBroadcaster:
 
     def _note_drop(self) -> None:
         self.dropped += 1
-        if since := self._queue_drops.add():
+        self._log_queue_drops(self._queue_drops.add())
+
+    def _log_queue_drops(self, since: int) -> None:
+        if since:
             log.warning(
                 "Queue full (%d lines, LIVELOG_QUEUE_SIZE): dropped the oldest %d line(s) since the last such message, "
                 "%d in all; they are in the API's store, where viewers following the delivery rule fetch them",
@@ -213,6 +220,7 @@ class HttpBroadcaster:
                 await asyncio.wait_for(self._drained.wait(), drain_timeout)
             except TimeoutError:
                 pass
+        self._log_queue_drops(self._queue_drops.flush())
         if self.queued:
             log.warning("Stopping with %d lines not delivered", self.queued)
         if self._task is not None:
@@ -227,6 +235,7 @@ class HttpBroadcaster:
     async def _run(self) -> None:
         while True:
             if not self._queue:
+                self._log_queue_drops(self._queue_drops.flush())  # the drops are over: the last ones too
                 self._drained.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()

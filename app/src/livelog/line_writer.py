@@ -54,6 +54,7 @@ class LineWriter:
         self.batches = 0
         # lines left out of the store (too many waiting, or a failed commit), logged at most every 10 s
         self._drops = Tally()
+        self._drop_reason = ""
         self._db = sqlite.connect(path, check_same_thread=False)  # used by one thread at a time: under `_connection`
         self._connection = asyncio.Lock()
         self._pending: list[LogLine] = []
@@ -153,13 +154,18 @@ class LineWriter:
                 async with self._progress:
                     self._handled += len(batch)
                     self._progress.notify_all()
+            self._log_drops(self._drops.flush(), self._drop_reason)  # all written or dropped: the last drops too
 
     @property
     def dropped(self) -> int:
         return self._drops.total
 
     def _drop(self, count: int, why: str) -> None:
-        if since := self._drops.add(count):
+        self._drop_reason = why
+        self._log_drops(self._drops.add(count), why)
+
+    def _log_drops(self, since: int, why: str) -> None:
+        if since:
             log.warning("Left %d line(s) out of the run store (%d in all): %s", since, self.dropped, why)
 
 

@@ -27,7 +27,8 @@ class TaggedLogger(logging.LoggerAdapter[logging.Logger]):
 class Tally:
     """Counts something that keeps happening (a refusal, a drop) and says when to log it: at the first, then at most
     once per `interval` seconds, however often it happens. `add` returns how many happened since the last time it
-    said so (to put in that log line), or 0 when it is not time yet; `total` counts them all."""
+    said so (to put in that log line), or 0 when it is not time yet; `flush`, how many are still unsaid, once it has
+    stopped happening (a queue drained, a stop); `total` counts them all."""
 
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
@@ -42,6 +43,12 @@ class Tally:
         if now < self._next:
             return 0
         since, self._unlogged, self._next = self._unlogged, 0, now + self.interval
+        return since
+
+    def flush(self) -> int:
+        since, self._unlogged = self._unlogged, 0
+        if since:
+            self._next = time.monotonic() + self.interval
         return since
 
 
