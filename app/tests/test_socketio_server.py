@@ -216,24 +216,31 @@ async def test_backlog_is_bounded_per_run(sio: Service) -> None:
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("event", "payload", "says"),
     [
-        None,
-        "r1",
-        {"run_id": "bad id"},
-        {"run_id": "r1", "after_seq": -1},
-        {"run_id": "r1", "x": 1},
-        {"run_id": "r1", "after_seq": 2**63},  # once a traceback and no ack, yet the room was joined
-        {"run_id": "r1", "after_seq": 2**53},
-        {"run_id": "r1", "after_seq": True},
-        ({"run_id": "r1"}, "a second argument"),  # once no ack at all
+        ("subscribe", None, "payload: Input should be a valid dictionary"),
+        ("subscribe", "r1", "payload: Input should be a valid dictionary"),
+        ("subscribe", {"run_id": "bad id"}, "run_id: String should match pattern"),
+        ("subscribe", {"run_id": "r1", "after_seq": -1}, "after_seq: Input should be greater than or equal to 0"),
+        ("subscribe", {"run_id": "r1", "x": 1}, "x: Extra inputs are not permitted"),
+        # once a traceback and no ack, yet the room was joined
+        ("subscribe", {"run_id": "r1", "after_seq": 2**63}, "after_seq: Input should be less than or equal to"),
+        ("subscribe", {"run_id": "r1", "after_seq": 2**53}, "after_seq: Input should be less than or equal to"),
+        ("subscribe", {"run_id": "r1", "after_seq": True}, "after_seq: Value error, Input should be a JSON number"),
+        ("subscribe", {"run_id": "r1", "after_seq": 1.5}, "after_seq: Input should be a valid integer"),
+        ("subscribe", {"run_id": "*", "after_seq": {"bad id!": 1}}, "after_seq.bad id!: String should match pattern"),
+        ("subscribe", ({"run_id": "r1"}, "a second argument"), "payload: one object expected, got 2 arguments"),
+        ("subscribe", {"run_id": "r1", "batch": "maybe"}, "batch: Input should be a valid boolean"),
+        ("unsubscribe", {"run_id": ""}, "run_id: String should match pattern"),
+        ("no-such-event", {"run_id": "r1"}, "unknown event 'no-such-event': the events are subscribe and unsubscribe"),
     ],
 )
-async def test_bad_subscribe_is_refused_not_fatal(sio: Service, payload: object) -> None:
+async def test_bad_subscribe_is_refused_not_fatal(sio: Service, event: str, payload: object, says: str) -> None:
     await no_clients_left(sio)
     client = await LogSubscriber(sio.url, "refused").connect()
-    ack = await client.sio.call("subscribe", payload, timeout=5)
-    assert ack["ok"] is False and ack["error"]
+    ack = await client.sio.call(event, payload, timeout=5)
+    assert ack["ok"] is False and ack["error"].startswith(says), ack["error"]
+    assert "function-before" not in ack["error"]
     assert client.sio.connected
     health = httpx.get(f"{sio.url}/health").json()
     assert health["connections"] == {

@@ -264,8 +264,10 @@ def _takes_subscription(handler: SubscriptionHandler) -> Callable[..., Awaitable
 
 
 def _first_error(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in error["loc"]) or "payload"
+    """The problem to tell the client: of a union's branches, the one that got furthest (a mapping's bad key, not
+    "not an int"); its place without pydantic's names of the branches and validators (`function-before[...]`)."""
+    error = max(exc.errors(include_url=False), key=lambda error: len(error["loc"]))
+    where = ".".join(str(part) for part in error["loc"] if "[" not in str(part)) or "payload"
     return f"{where}: {error['msg']}"
 
 
@@ -330,7 +332,12 @@ def register_events(sio: socketio.AsyncServer, hub: LogHub, viewer_token_secret:
         await hub.unsubscribe(sid, sub)
         return {"ok": True}
 
+    async def unknown(event: Any, _sid: str, *_args: Any) -> Ack:
+        """Any other event: python-socketio would drop it, and a client waiting for its ack would wait for good."""
+        return {"ok": False, "error": f"unknown event {str(event)[:64]!r}: the events are subscribe and unsubscribe"}
+
     sio.on("connect", connect)
     sio.on("disconnect", disconnect)
     sio.on("subscribe", _takes_subscription(subscribe))
     sio.on("unsubscribe", _takes_subscription(unsubscribe))
+    sio.on("*", unknown)
