@@ -40,22 +40,24 @@ class TimerlessWriterSocket(async_socket.AsyncSocket):  # type: ignore[misc]  # 
     client = "a client"  # its address, for the log
 
     async def send(self, pkt: Any) -> None:
-        if self.upgraded or self.upgrading:
-            await super().send(pkt)
-        elif self.queue.empty():
-            self.unread_since = time.monotonic()
-            await super().send(pkt)
-        elif time.monotonic() - self.unread_since <= self.server.unread_seconds:
-            await super().send(pkt)
-        elif not self.closing and not self.closed:
-            TimerlessWriterSocket.dropped_unread += 1
-            log.warning(
-                "Closed the long-polling session of %s: it left its output unread for %.0fs (it may reconnect and "
-                "resume)",
-                self.client,
-                self.server.unread_seconds,
-            )
-            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+        if not self.upgraded and not self.upgrading:  # long-polling
+            if self.queue.empty():
+                self.unread_since = time.monotonic()
+            elif time.monotonic() - self.unread_since > self.server.unread_seconds:
+                await self._drop_unread()
+                return
+        await super().send(pkt)
+
+    async def _drop_unread(self) -> None:
+        if self.closing or self.closed:
+            return
+        TimerlessWriterSocket.dropped_unread += 1
+        log.warning(
+            "Closed the long-polling session of %s: it left its output unread for %.0fs (it may reconnect and resume)",
+            self.client,
+            self.server.unread_seconds,
+        )
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
 
     async def poll(self) -> list[Any]:
         if not self.upgraded:
